@@ -1,0 +1,35 @@
+"""Backends by name. An explicit registry: no string-to-class magic, no subclass scanning."""
+
+from __future__ import annotations
+
+from ..errors import HarnessError
+from .base import Backend, BackendContext
+from .eager import EagerBackend
+from .onnxruntime import OnnxRuntimeBackend, OnnxRuntimeFusedBackend
+from .torchscript import TorchScriptBackend
+
+__all__ = ["BACKENDS", "Backend", "BackendContext", "check_backend", "make_backend"]
+
+BACKENDS: dict[str, type[Backend]] = {
+    "eager": EagerBackend,
+    "torchscript": TorchScriptBackend,
+    "onnxruntime": OnnxRuntimeBackend,
+    "onnxruntime-fused": OnnxRuntimeFusedBackend,
+}
+
+
+def check_backend(name: str, device: str) -> type[Backend]:
+    """The backend class, or one clear error: unknown, wrong device, or not installed here."""
+    cls = BACKENDS.get(name)
+    if cls is None:
+        raise HarnessError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
+    if device not in cls.devices:
+        raise HarnessError(f"backend {name!r} does not run on {device}")
+    reason = cls.unavailable(device)
+    if reason:
+        raise HarnessError(f"backend {name!r} is unavailable on {device}: {reason}")
+    return cls
+
+
+def make_backend(name: str, ctx: BackendContext) -> Backend:
+    return check_backend(name, ctx.device)(ctx)  # type: ignore[call-arg]

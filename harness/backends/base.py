@@ -1,0 +1,56 @@
+"""The backend protocol: prepare once, then bind / run / sync / output. Backends never time,
+never print and never compute statistics; the runner does that around them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..checkpoints import Checkpoint
+    from ..workloads import Batch
+
+__all__ = ["Backend", "BackendContext"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendContext:
+    device: str
+    dtype: str
+    threads: int
+    cache_dir: Path
+
+
+class Backend(Protocol):
+    name: ClassVar[str]
+    devices: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def unavailable(cls, device: str) -> str | None:
+        """Why this backend cannot run on ``device`` here (``None`` when it can)."""
+        ...
+
+    def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
+        """Load / export / trace / build a session. Returns settings to record."""
+        ...
+
+    def bind(self, batch: Batch) -> Any:
+        """Convert a batch to this backend's native inputs, outside the timed region."""
+        ...
+
+    def run(self, bound: Any) -> Any:
+        """One forward pass; may return before the device is done (see :meth:`sync`)."""
+        ...
+
+    def sync(self) -> None:
+        """Wait for outstanding device work."""
+        ...
+
+    def output(self, result: Any) -> np.ndarray:
+        """The forward's output as float32 numpy, for parity checks."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,148 @@
+"""ONNX Runtime: export once per (weights, settings), then an ``InferenceSession``.
+
+Two named variants, so a report never mixes them up:
+
+* ``onnxruntime`` — the exported graph with ORT's own graph optimizations (``ORT_ENABLE_ALL``).
+* ``onnxruntime-fused`` — the graph first passed through ORT's transformer optimizer
+  (Attention / SkipLayerNormalization / BiasGelu fusions). The fusion counts are recorded:
+  an optimizer that silently fuses nothing (as it does on transformers-5 exports of XLM-R)
+  shows up as ``Attention: 0`` in the record, not as a mysteriously slow backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import HarnessError
+from .base import BackendContext
+
+if TYPE_CHECKING:
+    from ..checkpoints import Checkpoint
+    from ..workloads import Batch
+
+OPSET = 17
+_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def _export(ckpt: Checkpoint, example: Batch, cache_dir: Path, fused: bool) -> tuple[Path, dict[str, Any]]:
+    """Export (or reuse) the ONNX graph; returns its path and what was done."""
+    settings = f"opset{OPSET}-legacy-torch{torch.__version__}-{ckpt.spec.head}"
+    key = hashlib.sha256(f"{ckpt.weights.sha256}:{settings}".encode()).hexdigest()[:20]
+    folder = cache_dir / "onnx" / key
+    plain = folder / "model.onnx"
+    info: dict[str, Any] = {"export_key": key, "opset": OPSET, "exporter": "torch.onnx (legacy)"}
+    if not plain.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        rank = example.input_ids.dim()
+        axes = {i: f"d{i}" for i in range(rank)}
+        fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=folder)
+        os.close(fd)
+        model = ckpt.model.float().cpu()
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    model, (example.input_ids, example.attention_mask), tmp_name,
+                    dynamo=False, opset_version=OPSET,
+                    input_names=["input_ids", "attention_mask"], output_names=["output"],
+                    dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                  "output": {0: "batch", 1: "o1", 2: "o2"}},
+                )
+            os.replace(tmp_name, plain)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+        info["exported"] = True
+    else:
+        info["exported"] = False
+    if not fused:
+        return plain, info
+    target = folder / "model-fused.onnx"
+    stats_file = folder / "fusions.txt"
+    if not target.is_file():
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        opt = optimize_model(
+            str(plain), model_type="bert", num_heads=ckpt.arch.heads, hidden_size=ckpt.arch.hidden
+        )
+        stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
+        opt.save_model_to_file(str(target) + ".tmp")
+        os.replace(str(target) + ".tmp", target)
+        stats_file.write_text(",".join(f"{k}={v}" for k, v in sorted(stats.items())))
+    raw = stats_file.read_text().strip()
+    info["fusions"] = dict((k, int(v)) for k, v in (p.split("=") for p in raw.split(",") if p))
+    return target, info
+
+
+class OnnxRuntimeBackend:
+    name: ClassVar[str] = "onnxruntime"
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    fused: ClassVar[bool] = False
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+        self.session: Any = None
+
+    @classmethod
+    def unavailable(cls, device: str) -> str | None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return "onnxruntime is not installed"
+        if _PROVIDERS[device] not in ort.get_available_providers():
+            return f"onnxruntime has no {_PROVIDERS[device]} (install onnxruntime-gpu)"
+        return None
+
+    def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        if self.ctx.dtype != "float32":
+            raise HarnessError(f"{self.name}: only float32 is exported (asked {self.ctx.dtype})")
+        path, info = _export(ckpt, example, self.ctx.cache_dir, self.fused)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.ctx.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        provider = _PROVIDERS[self.ctx.device]
+        self.session = ort.InferenceSession(str(path), opts, providers=[provider])
+        return info | {
+            "provider": provider,
+            "graph_optimization_level": "ORT_ENABLE_ALL",
+            "intra_op_num_threads": self.ctx.threads,
+            "inter_op_num_threads": 1,
+            "execution_mode": "sequential",
+            "onnx_bytes": path.stat().st_size,
+        }
+
+    def bind(self, batch: Batch) -> Any:
+        return {
+            "input_ids": batch.input_ids.numpy(),
+            "attention_mask": batch.attention_mask.numpy(),
+        }
+
+    def run(self, bound: Any) -> Any:
+        return self.session.run(None, bound)[0]
+
+    def sync(self) -> None:
+        return None  # session.run returns after the provider finished
+
+    def output(self, result: Any) -> np.ndarray:
+        return np.asarray(result, dtype=np.float32)
+
+    def close(self) -> None:
+        self.session = None
+
+
+class OnnxRuntimeFusedBackend(OnnxRuntimeBackend):
+    name: ClassVar[str] = "onnxruntime-fused"
+    fused: ClassVar[bool] = True

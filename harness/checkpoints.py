@@ -1,0 +1,169 @@
+"""Load a checkpoint from a spec: built offline, from a local directory, or from the hub.
+
+Loading is safe by default: safetensors only (pickle ``.bin``/``.pt`` files are refused unless
+the caller opts in), remote code is never executed, and anything that is not XLM-R is refused.
+Random-init models are built once per spec and cached as safetensors, keyed by the spec's
+fingerprint, so every process of a sweep loads bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ArchSpec, ModelSpec, arch_from_config
+from .errors import HarnessError
+from .heads import ServingModel, build_hf_model, hf_model_class
+from .weights import WeightStats, weight_stats
+
+__all__ = ["Checkpoint", "build_random_init", "load_checkpoint", "xlmr_config"]
+
+log = logging.getLogger(__name__)
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint, ready to hand to a backend."""
+
+    spec: ModelSpec
+    model: ServingModel
+    arch: ArchSpec
+    path: Path | None
+    weights: WeightStats
+    load_s: float
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "source": self.spec.source,
+            "head": self.spec.head,
+            "path": str(self.path) if self.path else None,
+            "arch": {
+                "layers": self.arch.layers, "hidden": self.arch.hidden, "ffn": self.arch.ffn,
+                "heads": self.arch.heads, "vocab": self.arch.vocab,
+                "max_positions": self.arch.max_positions,
+            },
+            "weights": self.weights.to_dict(),
+        }
+
+
+def xlmr_config(spec: ModelSpec) -> Any:
+    """A transformers config with XLM-R's conventions (pad 1, bos 0, eos 2, RoBERTa positions)."""
+    from transformers import XLMRobertaConfig
+
+    a = spec.arch
+    config = XLMRobertaConfig(
+        vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
+        num_attention_heads=a.heads, intermediate_size=a.ffn, max_position_embeddings=a.max_positions,
+        type_vocab_size=a.type_vocab, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
+        eos_token_id=2, num_labels=spec.num_labels,
+    )
+    return config
+
+
+def build_random_init(spec: ModelSpec, cache_dir: Path) -> Path:
+    """Build (once) and cache a random-init checkpoint; return its directory."""
+    target = cache_dir / "models" / f"{spec.name}-{spec.fingerprint()}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(spec.seed)
+    model = build_hf_model(spec.head, xlmr_config(spec))
+    # Build in a private directory and rename: a killed build never leaves a half cache entry.
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "harness_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process won the race; its copy is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _check_local_dir(path: Path, allow_pickle: bool) -> None:
+    if not path.is_dir():
+        raise HarnessError(f"{path}: no such checkpoint directory")
+    config = path / "config.json"
+    if not config.is_file():
+        raise HarnessError(f"{path}: no config.json, not a Hugging Face checkpoint")
+    try:
+        arch_from_config(json.loads(config.read_text(encoding="utf-8")), where=str(path))
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{config}: not valid JSON ({exc.msg})") from None
+    has_safetensors = any(path.glob("*.safetensors"))
+    pickles = [p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+    if not has_safetensors and pickles and not allow_pickle:
+        raise HarnessError(
+            f"{path}: only pickle weights ({', '.join(sorted(pickles))}); pickle can run code "
+            "when loaded, pass --allow-pickle to trust it"
+        )
+    if not has_safetensors and not pickles:
+        raise HarnessError(f"{path}: no weights file (*.safetensors)")
+
+
+def _from_pretrained(spec: ModelSpec, where: str, allow_pickle: bool) -> Any:
+    cls = hf_model_class(spec.head)
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": False,
+        "use_safetensors": None if allow_pickle else True,
+        "attn_implementation": "sdpa",
+    }
+    if spec.head == "encoder":
+        kwargs["add_pooling_layer"] = False
+    if spec.revision:
+        kwargs["revision"] = spec.revision
+    if spec.head in ("sequence-classification", "token-classification"):
+        kwargs["num_labels"] = spec.num_labels
+    try:
+        return cls.from_pretrained(where, **kwargs)
+    except HarnessError:
+        raise
+    except (OSError, ValueError, RuntimeError, EnvironmentError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "safetensors" in first.lower() or "header" in first.lower() or "incomplete" in first:
+            raise HarnessError(f"{where}: weights file is truncated or corrupt ({first})") from None
+        raise HarnessError(f"{where}: cannot load checkpoint ({first})") from None
+    except Exception as exc:  # safetensors raises its own SafetensorError
+        raise HarnessError(f"{where}: weights file is truncated or corrupt ({exc})") from None
+
+
+def load_checkpoint(
+    spec: ModelSpec, cache_dir: Path, *, dtype: str = "float32", allow_pickle: bool = False
+) -> Checkpoint:
+    """Load ``spec`` as an eval-mode :class:`ServingModel` in ``dtype``."""
+    start = time.perf_counter()
+    path: Path | None
+    if spec.is_random_init:
+        path = build_random_init(spec, cache_dir)
+        _check_local_dir(path, allow_pickle=False)
+    elif spec.is_local:
+        path = Path(spec.source).expanduser()
+        _check_local_dir(path, allow_pickle)
+    elif spec.source.startswith((".", "/", "~")):
+        raise HarnessError(f"{spec.source}: no such checkpoint directory")
+    else:
+        path = None
+    hf = _from_pretrained(spec, str(path) if path else spec.source, allow_pickle)
+    if getattr(hf.config, "model_type", None) != "xlm-roberta":
+        raise HarnessError(f"{spec.source}: model_type {hf.config.model_type!r} is not XLM-R")
+    arch = arch_from_config(hf.config.to_dict(), where=spec.source)
+    hf = hf.to(_TORCH_DTYPES[dtype]).eval()
+    model = ServingModel(hf, spec.head).eval()
+    load_s = time.perf_counter() - start
+    return Checkpoint(spec, model, arch, path, weight_stats(model), load_s)

@@ -1,0 +1,153 @@
+"""Run a whole sweep into a run directory: inline, or one process per (checkpoint, backend).
+
+Isolation (pyperf's workers, optimum-benchmark's process launcher) is the default for real
+sweeps: a segfault, an out-of-memory kill or a hung case takes down one worker, not the
+sweep. The parent records what the worker was doing when it died, skips the group's larger
+shapes after an out-of-memory kill, and starts a fresh worker for the rest. Records are
+appended by whoever measured them, as each case finishes, so a killed sweep loses nothing
+finished and ``resume`` skips it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import queue
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .env import collect_env
+from .errors import HarnessError
+from .results import Record, RunMeta, load_run
+from .runner import Event, RunOptions, run_group
+from .store import RunStore, new_run_id
+from .sweep import Case, SweepSpec, expand
+
+__all__ = ["groups_of", "run_sweep"]
+
+
+def groups_of(cases: list[Case]) -> list[list[Case]]:
+    return [list(g) for _, g in itertools.groupby(cases, key=lambda c: c.group)]
+
+
+def _worker(cases: list[dict[str, Any]], path: str, opts: RunOptions, q: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    store = RunStore(Path(path))
+
+    def emit(event: Event) -> None:
+        kind, payload = event
+        q.put((kind, payload.to_dict() if isinstance(payload, Record) else payload))
+
+    run_group([Case.from_dict(c) for c in cases], store, opts, emit)
+    q.put(("end", None))
+
+
+def _run_isolated(group: list[Case], store: RunStore, opts: RunOptions,
+                  emit: Callable[[Event], None]) -> None:
+    ctx = mp.get_context("spawn")
+    pending = list(group)
+    while pending:
+        q = ctx.Queue()
+        proc = ctx.Process(target=_worker, args=([c.to_dict() for c in pending], str(store.path), opts, q))
+        proc.start()
+        done: set[str] = set()
+        current: str | None = None
+        started = time.monotonic()
+        reason = ""
+        while True:
+            try:
+                kind, payload = q.get(timeout=0.2)
+            except queue.Empty:
+                if not proc.is_alive():
+                    reason = f"worker died (exit code {proc.exitcode})"
+                    break
+                if opts.group_timeout_s and time.monotonic() - started > opts.group_timeout_s:
+                    proc.kill()
+                    reason = f"timed out after {opts.group_timeout_s:g} s"
+                    break
+                continue
+            if kind == "start":
+                current = payload
+            elif kind == "done":
+                rec = Record.from_dict(payload)
+                done.add(rec.case_id)
+                emit(("done", rec))
+            elif kind == "end":
+                break
+            if kind == "start":
+                emit(("start", payload))
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        remaining = [c for c in pending if c.case_id not in done]
+        if not remaining:
+            return
+        # The worker died mid-group: blame the case it was on, keep going with the rest.
+        failed = next((c for c in remaining if c.case_id == current), remaining[0])
+        oom = proc.exitcode == -signal.SIGKILL
+        message = reason + (" (SIGKILL: likely out of memory)" if oom else "")
+        rec = Record(case_id=failed.case_id, case=failed.to_dict(), status="error", message=message)
+        store.append(rec)
+        emit(("done", rec))
+        pending = [c for c in remaining if c is not failed]
+        if oom:
+            limit = failed.batch_size * failed.seq_len
+            for c in [c for c in pending if c.batch_size * c.seq_len >= limit and c.language is None]:
+                skip = Record(case_id=c.case_id, case=c.to_dict(), status="skipped",
+                              message=f"a smaller shape ({limit} tokens) was killed (out of memory)")
+                store.append(skip)
+                emit(("done", skip))
+                pending.remove(c)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_sweep(
+    sweep: SweepSpec,
+    out_root: Path,
+    opts: RunOptions,
+    *,
+    resume: Path | None = None,
+    models_dir: Path | None = None,
+    emit: Callable[[Event], None] | None = None,
+    cases: list[Case] | None = None,
+) -> Path:
+    """Run ``sweep`` (or the explicit ``cases``) and return the run directory.
+
+    With ``resume``, continue that run: cases already recorded (other than errors) are skipped.
+    SIGTERM is turned into ``KeyboardInterrupt`` so a stopped sweep unwinds cleanly; what was
+    recorded stays recorded.
+    """
+    emit = emit or (lambda event: None)
+    cases = cases if cases is not None else expand(sweep, models_dir)
+    if resume is not None:
+        store = RunStore.open(resume)
+        previous = load_run(resume).meta
+        if previous.planned and set(previous.planned) != {c.case_id for c in cases}:
+            raise HarnessError(f"{resume}: the sweep differs from the one being resumed")
+        done = store.done()
+        cases = [c for c in cases if c.case_id not in done]
+    else:
+        meta = RunMeta(
+            run_id=new_run_id(sweep.name), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            kind="sweep", env=collect_env(),
+            config={"sweep": sweep.to_dict(), "models": {c.model.name: c.model.to_dict() for c in cases}},
+            planned=[c.case_id for c in cases],
+        )
+        store = RunStore.create(out_root, meta)
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        for group in groups_of(cases):
+            if opts.isolate:
+                _run_isolated(group, store, opts, emit)
+            else:
+                run_group(group, store, opts, emit)
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+    return store.path

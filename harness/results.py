@@ -1,0 +1,143 @@
+"""Versioned run records: what was measured, exactly as measured.
+
+Schema history (bump ``SCHEMA_VERSION`` and add a migration for every change):
+
+1 — first version: ``run.json`` (run metadata, environment, sweep) and ``records.jsonl``
+    (one :class:`Record` per case, raw warmup and timed samples in seconds).
+
+Older files are migrated on load, newer ones refused; never misread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import HarnessError
+
+__all__ = ["SCHEMA_VERSION", "STATUSES", "Record", "Run", "RunMeta", "load_run"]
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "invalid", "error", "skipped")
+
+#: ``MIGRATIONS[v]`` turns a version-``v`` run.json dict into version ``v + 1``.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@dataclass
+class Record:
+    """One case's result. ``samples`` are per-call seconds after warmup."""
+
+    case_id: str
+    case: dict[str, Any]
+    status: str
+    message: str = ""
+    checkpoint: dict[str, Any] = field(default_factory=dict)
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+    backend: dict[str, Any] = field(default_factory=dict)
+    workload: dict[str, Any] = field(default_factory=dict)
+    warmup: list[float] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)
+    stop_reason: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+    throughput: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    cold: dict[str, Any] = field(default_factory=dict)
+    gpu: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    wall_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+
+    @property
+    def key(self) -> str:
+        """The case identity without the checkpoint (see :attr:`harness.sweep.Case.key`)."""
+        return self.case_id.split("/", 1)[1]
+
+    @property
+    def model(self) -> str:
+        return self.case_id.split("/", 1)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class RunMeta:
+    run_id: str
+    created: str
+    kind: str
+    env: dict[str, Any]
+    config: dict[str, Any]
+    planned: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Run:
+    meta: RunMeta
+    records: list[Record]
+    path: Path
+    skipped_lines: int = 0
+
+    def latest(self) -> list[Record]:
+        """One record per case id: the last written wins (a resumed error may be re-measured)."""
+        by_id: dict[str, Record] = {}
+        for rec in self.records:
+            by_id[rec.case_id] = rec
+        return list(by_id.values())
+
+
+def _migrate(data: dict[str, Any], where: Path) -> dict[str, Any]:
+    version = data.get("schema_version")
+    if not isinstance(version, int):
+        raise HarnessError(f"{where}: no schema_version, not a harness run")
+    if version > SCHEMA_VERSION:
+        raise HarnessError(
+            f"{where}: schema_version {version} is newer than this harness reads "
+            f"({SCHEMA_VERSION}); upgrade the harness"
+        )
+    while version < SCHEMA_VERSION:
+        data = MIGRATIONS[version](data)
+        version = data["schema_version"]
+    return data
+
+
+def load_run(path: Path) -> Run:
+    """Load a run directory. A torn last line (a kill mid-write) is skipped and counted."""
+    meta_file = path / "run.json"
+    if not meta_file.is_file():
+        raise HarnessError(f"{path}: not a run directory (no run.json)")
+    try:
+        raw = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{meta_file}: corrupt ({exc})") from None
+    raw = _migrate(raw, meta_file)
+    known = {f.name for f in fields(RunMeta)}
+    meta = RunMeta(**{k: v for k, v in raw.items() if k in known})
+    records: list[Record] = []
+    skipped = 0
+    rec_file = path / "records.jsonl"
+    if rec_file.is_file():
+        for line in rec_file.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                records.append(Record.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, ValueError):
+                skipped += 1
+    return Run(meta=meta, records=records, path=path, skipped_lines=skipped)

@@ -1,0 +1,223 @@
+"""Run one (checkpoint, backend) group of cases: load → prepare → parity → measure → records.
+
+Cold costs (load, prepare = export/trace/session build, first call) are measured apart from
+the steady state. A backend whose outputs disagree with eager's is recorded ``invalid`` and
+never timed. A failing case is recorded with its message and the group goes on; an
+out-of-memory failure also marks the group's larger shapes ``skipped`` (they would fail the
+same way, slowly).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backends import Backend, BackendContext, make_backend
+from .checkpoints import Checkpoint, load_checkpoint
+from .errors import HarnessError
+from .memory import PeakRSS
+from .results import Record
+from .stats import summarize
+from .store import RunStore
+from .sweep import Case
+from .timing import PerfCounterTimer, Timer, measure
+from .workloads import Batch, synthetic_batch
+
+__all__ = ["Event", "RunOptions", "parity_tolerance", "run_group"]
+
+log = logging.getLogger(__name__)
+
+#: ``("start", case_id)`` or ``("done", record)``; the CLI turns these into a progress bar.
+Event = tuple[str, Any]
+
+
+@dataclass
+class RunOptions:
+    cache_dir: Path
+    corpus: Path | None = None
+    allow_pickle: bool = False
+    timer: Timer | None = None
+    isolate: bool = False
+    group_timeout_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parity_tolerance(dtype: str, reference: np.ndarray) -> float:
+    """Largest acceptable |backend - eager| for a case, scaled by the output's magnitude."""
+    scale = max(1.0, float(np.max(np.abs(reference))) if reference.size else 1.0)
+    per_dtype = {"float32": 1e-4, "tf32": 1e-2, "bfloat16": 6e-2, "float16": 2e-2}
+    return per_dtype.get(dtype, 1e-4) * scale
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "failed to allocate" in text
+
+
+def _error_record(case: Case, status: str, message: str, **extra: Any) -> Record:
+    return Record(case_id=case.case_id, case=case.to_dict(), status=status, message=message,
+                  started_at=_now(), **extra)
+
+
+@dataclass
+class _Group:
+    ckpt: Checkpoint
+    backend: Backend
+    info: dict[str, Any]
+    cold: dict[str, float]
+    parity: dict[str, Any]
+
+
+def _prepare_group(case: Case, opts: RunOptions) -> _Group:
+    torch.set_num_threads(case.threads)
+    ckpt = load_checkpoint(case.model, opts.cache_dir, allow_pickle=opts.allow_pickle)
+    choices = case.model.choices
+    example = synthetic_batch(2, 16, ckpt.arch.vocab, choices=choices, seed=1, pad_rows=True)
+    probe = synthetic_batch(3, 24, ckpt.arch.vocab, choices=choices, seed=2, pad_rows=True)
+    with torch.inference_mode():
+        reference = ckpt.model(probe.input_ids, probe.attention_mask).float().numpy()
+    ctx = BackendContext(case.device, case.dtype, case.threads, opts.cache_dir)
+    backend = make_backend(case.backend, ctx)
+    start = time.perf_counter()
+    info = backend.prepare(ckpt, example)
+    prepare_s = time.perf_counter() - start
+    got = backend.output(backend.run(backend.bind(probe)))
+    backend.sync()
+    diff = float(np.max(np.abs(got - reference))) if got.shape == reference.shape else float("inf")
+    tol = parity_tolerance(case.dtype, reference)
+    parity = {
+        "reference": "eager float32 (cpu)", "probe_shape": list(probe.input_ids.shape),
+        "max_abs_diff": diff, "tolerance": tol, "ok": bool(diff <= tol),
+    }
+    cold = {"load_s": ckpt.load_s, "prepare_s": prepare_s}
+    return _Group(ckpt, backend, info, cold, parity)
+
+
+def _workload(case: Case, ckpt: Checkpoint, opts: RunOptions) -> tuple[list[Batch], dict[str, Any], dict[str, Any]]:
+    if case.language is None:
+        batch = synthetic_batch(case.batch_size, case.seq_len, ckpt.arch.vocab,
+                                choices=case.model.choices, seed=0)
+        tokenizer = {"kind": "none", "note": "synthetic token ids, no tokenizer"}
+        return [batch], tokenizer, {"kind": "synthetic", "n_batches": 1, "pad_share": 0.0}
+    from .textload import language_workload
+
+    return language_workload(case, ckpt, opts.corpus, opts.cache_dir)
+
+
+def _measure_case(case: Case, group: _Group, opts: RunOptions) -> Record:
+    if case.seq_len > group.ckpt.arch.max_seq_len:
+        raise HarnessError(
+            f"sequence length {case.seq_len} exceeds {group.ckpt.arch.max_seq_len}, the most "
+            f"{case.model.name}'s {group.ckpt.arch.max_positions} positions allow"
+        )
+    batches, tokenizer, workload = _workload(case, group.ckpt, opts)
+    backend = group.backend
+    bound = [backend.bind(b) for b in batches]
+    calls: list[Callable[[], object]] = [lambda x=x: backend.run(x) for x in bound]
+    timer = opts.timer or PerfCounterTimer(sync=backend.sync)
+    memory = PeakRSS()
+    memory.start()
+    first_call_s = timer.time(calls[0])
+    samples = measure(timer, calls, case.measure)
+    peak = memory.peak_delta()
+    summary = summarize(samples.values)
+    n = len(samples.values)
+    seqs = [b.sequences for b in batches]
+    positions = [b.positions for b in batches]
+    real = [b.real_tokens for b in batches]
+    passes = [i % len(batches) for i in range(n)]
+    total_s = float(np.sum(samples.values))
+    throughput = {
+        "sequences_per_s": sum(seqs[i] for i in passes) / total_s,
+        "tokens_per_s": sum(positions[i] for i in passes) / total_s,
+        "real_tokens_per_s": sum(real[i] for i in passes) / total_s,
+        "basis": "work of all timed calls / their summed time",
+    }
+    workload |= {
+        "sequences_per_call": float(np.mean(seqs)),
+        "positions_per_call": float(np.mean(positions)),
+        "real_tokens_per_call": float(np.mean(real)),
+        "batch_shapes": sorted({tuple(b.input_ids.shape) for b in batches}),
+    }
+    return Record(
+        case_id=case.case_id, case=case.to_dict(), status="ok",
+        message="; ".join(summary.warnings),
+        checkpoint=group.ckpt.describe(), tokenizer=tokenizer, backend=group.info,
+        workload=workload, warmup=samples.warmup, samples=samples.values,
+        stop_reason=samples.stop_reason, summary=summary.to_dict(), throughput=throughput,
+        memory={"peak_rss_delta_bytes": peak, "rss_before_bytes": memory.before,
+                "method": memory.method, "param_bytes": group.ckpt.weights.param_bytes},
+        parity=group.parity, cold=group.cold | {"first_call_s": first_call_s},
+        started_at=_now(), wall_s=samples.wall_s,
+    )
+
+
+def run_group(
+    cases: list[Case], store: RunStore, opts: RunOptions, emit: Callable[[Event], None]
+) -> None:
+    """Measure every case of one (checkpoint, backend) group, appending records as it goes."""
+    if not cases:
+        return
+    emit(("start", cases[0].case_id))
+    try:
+        group = _prepare_group(cases[0], opts)
+    except Exception as exc:
+        message = _one_line(exc)
+        for case in cases:
+            rec = _error_record(case, "error", f"prepare failed: {message}")
+            store.append(rec)
+            emit(("done", rec))
+        return
+    oom_at: int | None = None
+    try:
+        for i, case in enumerate(cases):
+            if i:
+                emit(("start", case.case_id))
+            size = case.batch_size * case.seq_len
+            if oom_at is not None and size >= oom_at and case.language is None:
+                rec = _error_record(case, "skipped", f"a smaller shape ({oom_at} tokens) ran out of memory")
+            elif not group.parity["ok"]:
+                p = group.parity
+                rec = _error_record(
+                    case, "invalid",
+                    f"outputs differ from eager: max |diff| {p['max_abs_diff']:.3g} > {p['tolerance']:.3g}",
+                    parity=p, backend=group.info, checkpoint=group.ckpt.describe(), cold=group.cold,
+                )
+            else:
+                try:
+                    rec = _measure_case(case, group, opts)
+                except Exception as exc:
+                    if _is_oom(exc):
+                        oom_at = size
+                    log.debug("case %s failed:\n%s", case.case_id, traceback.format_exc())
+                    rec = _error_record(case, "error", _one_line(exc))
+            rec.backend = rec.backend or group.info
+            store.append(rec)
+            emit(("done", rec))
+    finally:
+        group.backend.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    head = text[0] if text else ""
+    return f"{type(exc).__name__}: {head}" if not isinstance(exc, HarnessError) else head
+
+
+def worker_pid() -> int:
+    return os.getpid()

@@ -1,0 +1,175 @@
+"""Pure statistics on lists of seconds. No I/O, no formatting, no torch.
+
+* :func:`summarize` — percentiles, mean, std and self-diagnosed stability warnings (pyperf's
+  checks, torch.utils.benchmark's IQR/median rule), stored with the data.
+* :func:`median_rel_ci` — distribution-free CI of the median (binomial order statistics), the
+  measurement loop's stop rule.
+* :func:`compare_samples` — ratio of medians with a bootstrap CI, a Mann-Whitney test for a
+  difference and a bootstrap two-one-sided test (TOST) for equivalence within a margin.
+* :func:`adjust` — Holm or Benjamini-Hochberg over a whole sweep's p-values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+__all__ = [
+    "Summary",
+    "adjust",
+    "compare_samples",
+    "median_rel_ci",
+    "summarize",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    n: int
+    mean: float
+    std: float
+    min: float
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    iqr: float
+    rel_ci: float
+    warnings: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def median_rel_ci(values: Sequence[float], confidence: float = 0.95) -> float:
+    """Half-width of the order-statistic CI of the median, relative to the median.
+
+    The ranks come from Binomial(n, 1/2), so no distribution is assumed; with fewer than
+    6 samples no 95 % interval exists and the answer is infinity.
+    """
+    n = len(values)
+    if n < 6:
+        return math.inf
+    x = np.sort(np.asarray(values, dtype=float))
+    alpha = 1.0 - confidence
+    # Order statistics x_(k) and x_(n-k+1), k from the binomial quantile (1-based ranks).
+    k = int(sps.binom.ppf(alpha / 2, n, 0.5))
+    lo, hi = max(k - 1, 0), min(n - k, n - 1)
+    med = float(np.median(x))
+    if med <= 0:
+        return math.inf
+    return float((x[hi] - x[lo]) / (2 * med))
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Summary statistics plus the stability warnings a reader should see next to them."""
+    if not values:
+        raise ValueError("no samples")
+    x = np.asarray(values, dtype=float)
+    p25, p50, p75, p90, p99 = np.percentile(x, [25, 50, 75, 90, 99])
+    mean = float(x.mean())
+    std = float(x.std(ddof=1)) if x.size > 1 else 0.0
+    rel_ci = median_rel_ci(values)
+    warnings: list[str] = []
+    if x.size < 10:
+        warnings.append(f"only {x.size} samples")
+    if p50 > 0 and (p75 - p25) / p50 > 0.10:
+        warnings.append(f"IQR is {100 * (p75 - p25) / p50:.0f}% of the median")
+    if p50 > 0 and x.max() > 1.5 * p50:
+        warnings.append(f"max is {x.max() / p50:.1f}x the median (outliers)")
+    if mean > 0 and std / mean > 0.10:
+        warnings.append(f"std is {100 * std / mean:.0f}% of the mean")
+    if p50 < 1e-4:
+        warnings.append("median below 0.1 ms: timer overhead is not negligible")
+    return Summary(
+        n=int(x.size), mean=mean, std=std, min=float(x.min()), p50=float(p50), p90=float(p90),
+        p99=float(p99), max=float(x.max()), iqr=float(p75 - p25), rel_ci=rel_ci,
+        warnings=tuple(warnings),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SampleComparison:
+    """B against A, as ratios (B/A) of medians: > 1 means B takes longer / is larger."""
+
+    ratio: float
+    ci_low: float
+    ci_high: float
+    p_diff: float
+    p_equiv: float
+    n_a: int
+    n_b: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare_samples(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    margin: float = 0.02,
+    confidence: float = 0.95,
+    n_boot: int = 4000,
+    seed: int = 0,
+) -> SampleComparison:
+    """Ratio of medians median(b)/median(a) with a percentile-bootstrap CI.
+
+    ``p_diff``: two-sided Mann-Whitney U (asv's test) — is there any difference at all.
+    ``p_equiv``: bootstrap TOST on the log ratio against ``±log(1 + margin)``; small means
+    the ratio is inside ``[1/(1+margin), 1+margin]`` with confidence. The bootstrap uses a
+    fixed seed so the same samples always give the same verdict.
+    """
+    xa = np.asarray(a, dtype=float)
+    xb = np.asarray(b, dtype=float)
+    if xa.size < 2 or xb.size < 2:
+        raise ValueError("need at least 2 samples on each side")
+    rng = np.random.default_rng(seed)
+    ma = np.median(xa[rng.integers(0, xa.size, (n_boot, xa.size))], axis=1)
+    mb = np.median(xb[rng.integers(0, xb.size, (n_boot, xb.size))], axis=1)
+    log_ratio = np.log(mb) - np.log(ma)
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(log_ratio, [tail, 1 - tail])
+    bound = math.log1p(margin)
+    # One-sided bootstrap p-values for "ratio >= 1+margin" and "ratio <= 1/(1+margin)".
+    p_upper = (np.count_nonzero(log_ratio >= bound) + 1) / (n_boot + 1)
+    p_lower = (np.count_nonzero(log_ratio <= -bound) + 1) / (n_boot + 1)
+    if np.ptp(xa) == 0 and np.ptp(xb) == 0 and xa[0] == xb[0]:
+        p_diff = 1.0  # identical constants: mannwhitneyu's normal approximation is undefined
+    else:
+        p_diff = float(sps.mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
+    return SampleComparison(
+        ratio=float(np.median(xb) / np.median(xa)),
+        ci_low=float(math.exp(lo)),
+        ci_high=float(math.exp(hi)),
+        p_diff=p_diff,
+        p_equiv=float(max(p_upper, p_lower)),
+        n_a=int(xa.size),
+        n_b=int(xb.size),
+    )
+
+
+def adjust(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+    """Multiplicity-adjusted p-values (Holm's step-down FWER or Benjamini-Hochberg FDR)."""
+    p = np.asarray(pvalues, dtype=float)
+    m = p.size
+    if m == 0:
+        return []
+    order = np.argsort(p)
+    ranked = p[order]
+    if method == "holm":
+        adj = np.maximum.accumulate((m - np.arange(m)) * ranked)
+    elif method == "bh":
+        adj = np.minimum.accumulate((m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
+    elif method == "none":
+        adj = ranked
+    else:
+        raise ValueError(f"unknown multiplicity method {method!r}")
+    out = np.empty(m)
+    out[order] = np.minimum(adj, 1.0)
+    return [float(v) for v in out]

@@ -1,0 +1,179 @@
+"""Sweeps expand into an explicit, ordered list of :class:`Case` before anything runs.
+
+A case is the frozen question (torch.utils.benchmark's ``TaskSpec``): the key that records,
+comparisons and resumption all agree on. Cases are ordered by (model, backend) group so each
+group prepares once, and by cost inside a group so a shape that runs out of memory lets the
+runner skip the larger ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .config import DTYPES, MeasureSpec, ModelSpec, _check_keys, _typed, read_toml, resolve_model
+from .errors import HarnessError
+
+__all__ = ["DEVICES", "POLICIES", "Case", "SweepSpec", "expand", "load_sweep"]
+
+DEVICES = ("cpu", "cuda")
+#: Padding policies for real-text batches: pad every batch to the max length; pad to the
+#: longest sentence of each batch in corpus order; sort by length first, then pad per batch.
+POLICIES = ("fixed", "longest", "sorted")
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One measurement: a checkpoint on a backend at one shape (or one language workload)."""
+
+    model: ModelSpec
+    backend: str
+    batch_size: int
+    seq_len: int
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 1
+    language: str | None = None
+    policy: str | None = None
+    measure: MeasureSpec = field(default_factory=MeasureSpec)
+
+    @property
+    def key(self) -> str:
+        """Identity of the case *without* the checkpoint: what two checkpoints are paired on."""
+        parts = [self.backend, self.device, self.dtype, f"b{self.batch_size}", f"s{self.seq_len}"]
+        parts.append(f"t{self.threads}")
+        if self.language is not None:
+            parts += [self.language, str(self.policy)]
+        return "/".join(parts)
+
+    @property
+    def case_id(self) -> str:
+        return f"{self.model.name}/{self.key}"
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return (self.model.name, self.backend)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Case:
+        data = dict(data)
+        model = ModelSpec.from_dict(dict(data.pop("model")))
+        measure = MeasureSpec(**data.pop("measure"))
+        return cls(model=model, measure=measure, **data)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSpec:
+    """What a sweep covers. Loaded from ``bench/*.toml`` and/or CLI flags."""
+
+    name: str = "sweep"
+    models: tuple[str, ...] = ("xlmr-tiny",)
+    backends: tuple[str, ...] = ("eager",)
+    batch_sizes: tuple[int, ...] = (1,)
+    seq_lens: tuple[int, ...] = (32,)
+    device: str = "cpu"
+    dtype: str = "float32"
+    threads: int = 1
+    synthetic: bool = True
+    languages: tuple[str, ...] = ()
+    policies: tuple[str, ...] = ("longest",)
+    lang_max_len: int = 128
+    lang_batches: int = 8
+    corpus: str | None = None
+    isolate: bool = False
+    measure: MeasureSpec = field(default_factory=MeasureSpec)
+
+    def __post_init__(self) -> None:
+        for key in ("models", "backends", "batch_sizes", "seq_lens"):
+            if not getattr(self, key):
+                raise HarnessError(f"sweep: {key} must not be empty")
+        for key in ("batch_sizes", "seq_lens"):
+            for value in getattr(self, key):
+                _typed("sweep", key, value, int)
+                if value <= 0:
+                    raise HarnessError(f"sweep: {key} must be > 0, got {value}")
+        for key in ("threads", "lang_max_len", "lang_batches"):
+            if _typed("sweep", key, getattr(self, key), int) <= 0:
+                raise HarnessError(f"sweep: {key} must be > 0, got {getattr(self, key)}")
+        if self.device not in DEVICES:
+            raise HarnessError(f"sweep: unknown device {self.device!r} (known: cpu, cuda)")
+        if self.dtype not in DTYPES:
+            raise HarnessError(f"sweep: unknown dtype {self.dtype!r} (known: {', '.join(DTYPES)})")
+        for policy in self.policies:
+            if policy not in POLICIES:
+                raise HarnessError(f"sweep: unknown padding policy {policy!r} ({', '.join(POLICIES)})")
+        if not self.synthetic and not self.languages:
+            raise HarnessError("sweep: synthetic = false needs at least one language")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "sweep") -> SweepSpec:
+        _check_keys(where, data, cls)
+        data = dict(data)
+        measure = data.pop("measure", {})
+        if not isinstance(measure, dict):
+            raise HarnessError(f"{where}: [measure] must be a table")
+        for key in ("models", "backends", "batch_sizes", "seq_lens", "languages", "policies"):
+            if key in data:
+                value = data[key]
+                if not isinstance(value, list):
+                    raise HarnessError(f"{where}: {key} must be a list, got {value!r}")
+                data[key] = tuple(value)
+        return cls(measure=MeasureSpec.from_dict(measure), **data)
+
+    def replace(self, **changes: Any) -> SweepSpec:
+        """A copy with CLI overrides applied (``None`` values are ignored)."""
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        current.update({k: v for k, v in changes.items() if v is not None})
+        return SweepSpec(**current)
+
+
+def load_sweep(path: Path) -> SweepSpec:
+    return SweepSpec.from_dict(read_toml(path), where=str(path))
+
+
+def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
+    """All cases of a sweep, grouped by (model, backend), cheapest shape first in a group."""
+    from .backends import check_backend
+
+    specs = [resolve_model(ref, models_dir) for ref in sweep.models]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"sweep: a model is listed twice ({', '.join(names)})")
+    for backend in sweep.backends:
+        check_backend(backend, sweep.device)
+    cases: list[Case] = []
+    common = {"device": sweep.device, "dtype": sweep.dtype, "threads": sweep.threads}
+    for spec, backend in itertools.product(specs, sweep.backends):
+        group: list[Case] = []
+        if sweep.synthetic:
+            for batch, seq in itertools.product(sweep.batch_sizes, sweep.seq_lens):
+                _check_seq(spec, seq)
+                group.append(Case(spec, backend, batch, seq, measure=sweep.measure, **common))
+        for lang, policy, batch in itertools.product(
+            sweep.languages, sweep.policies, sweep.batch_sizes
+        ):
+            _check_seq(spec, sweep.lang_max_len)
+            group.append(
+                Case(spec, backend, batch, sweep.lang_max_len, language=lang, policy=policy,
+                     measure=sweep.measure, **common)
+            )
+        group.sort(key=lambda c: (c.language is not None, c.batch_size * c.seq_len))
+        cases.extend(group)
+    return cases
+
+
+def _check_seq(spec: ModelSpec, seq_len: int) -> None:
+    limit = spec.arch.max_seq_len
+    if seq_len > limit:
+        raise HarnessError(
+            f"sequence length {seq_len} exceeds what {spec.name} allows ({limit}: "
+            f"{spec.arch.max_positions} positions minus RoBERTa's offset of 2)"
+        )

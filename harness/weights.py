@@ -1,0 +1,60 @@
+"""What the weights are, as numbers: identity hash, size, and numerics that change CPU speed.
+
+Two checkpoints of one architecture do the same arithmetic, but not necessarily at the same
+speed: subnormal floats take a slow path on x86 CPUs without flush-to-zero, and a dtype change
+changes everything. So every record carries these facts next to its timings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["WeightStats", "weight_stats"]
+
+
+@dataclass(frozen=True, slots=True)
+class WeightStats:
+    sha256: str
+    n_params: int
+    param_bytes: int
+    dtypes: tuple[str, ...]
+    zero_share: float
+    subnormal_share: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def weight_stats(model: nn.Module) -> WeightStats:
+    """Hash the state dict (names, dtypes, shapes, bytes) and count zeros and subnormals."""
+    digest = hashlib.sha256()
+    n = zeros = subnormal = nbytes = 0
+    dtypes: set[str] = set()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        dtypes.add(str(t.dtype).removeprefix("torch."))
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        raw = t.view(torch.uint8) if t.dtype in (torch.bfloat16, torch.float16) else t
+        digest.update(raw.numpy().tobytes())
+        nbytes += t.numel() * t.element_size()
+        if t.is_floating_point():
+            values = t.float().numpy() if t.dtype != torch.float32 else t.numpy()
+            n += values.size
+            zeros += int(np.count_nonzero(values == 0))
+            tiny = torch.finfo(t.dtype).tiny
+            subnormal += int(np.count_nonzero((np.abs(values) < tiny) & (values != 0)))
+    params = sum(p.numel() for p in model.parameters())
+    return WeightStats(
+        sha256=digest.hexdigest(),
+        n_params=params,
+        param_bytes=nbytes,
+        dtypes=tuple(sorted(dtypes)),
+        zero_share=zeros / n if n else 0.0,
+        subnormal_share=subnormal / n if n else 0.0,
+    )
