@@ -167,3 +167,30 @@ def load_checkpoint(
     model = ServingModel(hf, spec.head).eval()
     load_s = time.perf_counter() - start
     return Checkpoint(spec, model, arch, path, weight_stats(model), load_s)
+
+
+def preflight(spec: ModelSpec) -> None:
+    """Fail early, with one line, when a hub checkpoint can be neither found cached nor fetched.
+
+    Called before a run directory is created, so an offline machine gets a clear error and no
+    half-written run.
+    """
+    if spec.is_random_init or spec.is_local:
+        return
+    if spec.source.startswith((".", "/", "~")):
+        raise HarnessError(f"{spec.source}: no such checkpoint directory")
+    try:
+        from huggingface_hub import model_info, try_to_load_from_cache
+    except ImportError:  # pragma: no cover - transformers depends on it
+        return
+    cached = try_to_load_from_cache(spec.source, "config.json", revision=spec.revision)
+    if isinstance(cached, str):
+        return
+    try:
+        model_info(spec.source, revision=spec.revision, timeout=10)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(
+            f"{spec.name}: cannot fetch {spec.source!r} from the Hugging Face hub and it is not "
+            f"cached ({reason}); use a local checkpoint directory or a random-init spec"
+        ) from None

@@ -37,6 +37,7 @@ class Case:
     threads: int = 1
     language: str | None = None
     policy: str | None = None
+    lang_batches: int = 8
     measure: MeasureSpec = field(default_factory=MeasureSpec)
 
     @property
@@ -45,7 +46,7 @@ class Case:
         parts = [self.backend, self.device, self.dtype, f"b{self.batch_size}", f"s{self.seq_len}"]
         parts.append(f"t{self.threads}")
         if self.language is not None:
-            parts += [self.language, str(self.policy)]
+            parts += [self.language, str(self.policy), f"n{self.lang_batches}"]
         return "/".join(parts)
 
     @property
@@ -163,7 +164,7 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
             _check_seq(spec, sweep.lang_max_len)
             group.append(
                 Case(spec, backend, batch, sweep.lang_max_len, language=lang, policy=policy,
-                     measure=sweep.measure, **common)
+                     lang_batches=sweep.lang_batches, measure=sweep.measure, **common)
             )
         group.sort(key=lambda c: (c.language is not None, c.batch_size * c.seq_len))
         cases.extend(group)

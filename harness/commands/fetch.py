@@ -1,0 +1,29 @@
+"""``harness fetch-tatoeba``: download XTREME's Tatoeba files from upstream (needs internet)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..cli import words
+from ..errors import EXIT_OK
+
+__all__ = ["register"]
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from ..corpus import UPSTREAM, XTREME_CODES, XTREME_LANGUAGES, fetch_tatoeba
+
+    langs = [XTREME_CODES.get(c, c) for c in (args.languages or XTREME_LANGUAGES)]
+    written = fetch_tatoeba(args.dest, langs, args.url or UPSTREAM)
+    print(f"{len(written)} file(s) written to {args.dest}")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("fetch-tatoeba", help="download the Tatoeba test files from upstream")
+    p.add_argument("--dest", type=Path, default=Path.home() / ".cache" / "xlmr-harness" / "tatoeba")
+    p.add_argument("--languages", type=words)
+    p.add_argument("--url", help="base URL (default: LASER's repository)")
+    p.set_defaults(func=cmd_fetch)

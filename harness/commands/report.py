@@ -1,0 +1,32 @@
+"""``harness report RUN``: (re)write a run's Markdown/HTML report and print its table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..cli import make_console
+from ..errors import EXIT_OK
+
+__all__ = ["register"]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..render.console import rich_table
+    from ..render.rows import result_rows
+    from ..report import write_run_report
+    from ..results import load_run
+
+    run = load_run(args.run)
+    console = make_console()
+    report = write_run_report(run)
+    console.print(rich_table(result_rows(run.latest()), run.meta.run_id))
+    console.print(f"report: {report}  (and report.html)")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("report", help="(re)write a run's report")
+    p.add_argument("run", type=Path, help="run directory")
+    p.set_defaults(func=cmd_report)

@@ -1,0 +1,1 @@
+"""Rendering: the only place that formats numbers. Input is records; output is text/PNG."""

@@ -1,0 +1,78 @@
+"""Records → table rows of formatted strings, shared by the console, Markdown and HTML views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..results import Record
+
+__all__ = ["RESULT_COLUMNS", "fmt_bytes", "fmt_ms", "result_rows", "sort_records"]
+
+RESULT_COLUMNS = (
+    "model", "backend", "batch", "seq", "lang", "policy", "p50 ms", "p90 ms", "p99 ms",
+    "±CI", "n", "seq/s", "tok/s", "pad", "peak RSS", "parity", "status",
+)
+
+
+def fmt_ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    ms = seconds * 1e3
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.0f}"
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "–"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def fmt_rate(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def sort_records(records: list[Record]) -> list[Record]:
+    def key(r: Record) -> tuple[Any, ...]:
+        c = r.case
+        return (r.model, c["backend"], c.get("language") or "", c.get("policy") or "",
+                c["batch_size"], c["seq_len"])
+
+    return sorted(records, key=key)
+
+
+def result_row(r: Record) -> dict[str, str]:
+    c, s, t = r.case, r.summary, r.throughput
+    parity = r.parity.get("max_abs_diff")
+    return {
+        "model": r.model,
+        "backend": c["backend"],
+        "batch": str(c["batch_size"]),
+        "seq": str(c["seq_len"]),
+        "lang": c.get("language") or "–",
+        "policy": c.get("policy") or "–",
+        "p50 ms": fmt_ms(s.get("p50")),
+        "p90 ms": fmt_ms(s.get("p90")),
+        "p99 ms": fmt_ms(s.get("p99")),
+        "±CI": f"{100 * s['rel_ci']:.1f}%" if s.get("rel_ci") not in (None, float("inf")) else "–",
+        "n": str(s.get("n", "–")),
+        "seq/s": fmt_rate(t.get("sequences_per_s")),
+        "tok/s": fmt_rate(t.get("real_tokens_per_s")),
+        "pad": f"{100 * r.workload['pad_share']:.0f}%" if "pad_share" in r.workload else "–",
+        "peak RSS": fmt_bytes(r.memory.get("peak_rss_delta_bytes")),
+        "parity": f"{parity:.1e}" if isinstance(parity, float) else "–",
+        "status": r.status if r.status == "ok" else f"{r.status}: {r.message}"[:80],
+    }
+
+
+def result_rows(records: list[Record]) -> list[dict[str, str]]:
+    rows = [result_row(r) for r in sort_records(records)]
+    # Drop the language columns when no record has a language: less noise for shape sweeps.
+    if all(row["lang"] == "–" for row in rows):
+        for row in rows:
+            del row["lang"], row["policy"], row["pad"]
+    return rows

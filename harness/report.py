@@ -1,0 +1,135 @@
+"""The report of one run: Markdown + self-contained HTML + PNG plots in the run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .render.html import markdown_to_html
+from .render.markdown import md_table
+from .render.plots import plot_language_latency, plot_language_throughput, plot_latency_vs_tokens
+from .render.rows import fmt_bytes, fmt_ms, result_rows, sort_records
+from .results import Record, Run
+from .store import write_atomic
+
+__all__ = ["environment_lines", "write_run_report"]
+
+
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    gpu = f"; GPU {env['gpu_name']} (CUDA {env.get('cuda_version')})" if env.get("gpu_name") else ""
+    return [
+        f"- Machine: {env.get('cpu_model')} · {env.get('logical_cpus')} logical CPUs "
+        f"({env.get('affinity_cpus')} usable) · {env.get('os')} {env.get('machine')}{gpu}",
+        f"- Software: Python {env.get('python')} · torch {env.get('torch')} · transformers "
+        f"{env.get('transformers')} · onnxruntime {env.get('onnxruntime')} · onnx {env.get('onnx')}",
+        f"- Harness: {env.get('xlmr_harness')} at git {env.get('git_sha') or 'unknown'}",
+    ]
+
+
+def _checkpoint_rows(records: list[Record]) -> list[dict[str, str]]:
+    seen: dict[str, dict[str, str]] = {}
+    for r in records:
+        ck = r.checkpoint
+        if not ck or r.model in seen:
+            continue
+        w, a = ck["weights"], ck["arch"]
+        seen[r.model] = {
+            "model": r.model, "source": ck["source"], "head": ck["head"],
+            "layers×hidden": f"{a['layers']}×{a['hidden']}", "params": f"{w['n_params'] / 1e6:.1f} M",
+            "weights": fmt_bytes(w["param_bytes"]), "dtype": ",".join(w["dtypes"]),
+            "zeros": f"{100 * w['zero_share']:.3f}%", "subnormals": f"{100 * w['subnormal_share']:.4f}%",
+            "sha256": w["sha256"][:12],
+        }
+    return list(seen.values())
+
+
+def _cold_rows(records: list[Record]) -> list[dict[str, str]]:
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for r in sort_records(records):
+        key = (r.model, r.case["backend"])
+        if key in rows or not r.cold:
+            continue
+        extra = r.backend.get("fusions")
+        rows[key] = {
+            "model": key[0], "backend": key[1],
+            "load s": f"{r.cold.get('load_s', 0):.2f}",
+            "prepare s": f"{r.cold.get('prepare_s', 0):.2f}",
+            "first call ms": fmt_ms(r.cold.get("first_call_s")),
+            "parity |diff|": f"{r.parity.get('max_abs_diff', float('nan')):.1e}",
+            "notes": ", ".join(f"{k} {v}" for k, v in extra.items()) if extra else "",
+        }
+    return list(rows.values())
+
+
+def _tokenizer_lines(records: list[Record]) -> list[str]:
+    kinds = {(r.tokenizer.get("kind"), r.tokenizer.get("name"), r.tokenizer.get("sha256"))
+             for r in records if r.tokenizer}
+    lines = []
+    for kind, name, sha in sorted(kinds, key=str):
+        if kind == "surrogate":
+            lines.append(
+                f"- Tokenizer: **surrogate** `{name}` (sha256 {str(sha)[:12]}), a SentencePiece "
+                "unigram model the harness trained itself; XLM-R's own tokenizer was not available, "
+                "so token counts per language differ from XLM-R's."
+            )
+        elif kind == "checkpoint":
+            lines.append(f"- Tokenizer: the checkpoint's own `{name}` (sha256 {str(sha)[:12]}).")
+        elif kind == "none":
+            lines.append("- Tokenizer: none (synthetic token ids).")
+    return lines
+
+
+def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
+    """Write ``report.md`` and ``report.html`` (plots as PNG beside them); return the .md path."""
+    records = run.latest()
+    out = run.path
+    env = run.meta.env
+    n_ok = sum(r.status == "ok" for r in records)
+    lines = [
+        f"# Run `{run.meta.run_id}`",
+        "",
+        f"{n_ok} of {len(records)} cases measured ok · created {run.meta.created} · "
+        f"schema v{run.meta.schema_version}",
+        "",
+        *environment_lines(env),
+        *_tokenizer_lines(records),
+        "",
+        "## Checkpoints",
+        "",
+        md_table(_checkpoint_rows(records)),
+        "## Results",
+        "",
+        "Latency is per call (one batch); `±CI` is the half-width of the 95 % CI of the median; "
+        "`tok/s` counts real (non-pad) tokens; `peak RSS` is the peak resident memory during "
+        "the case above its start; `parity` is the max |output − eager float32|.",
+        "",
+        md_table(result_rows(records)),
+        "## Cold costs",
+        "",
+        md_table(_cold_rows(records)),
+    ]
+    for section in extra_sections or []:
+        lines += [section, ""]
+    plots = [
+        ("latency.png", plot_latency_vs_tokens(records, out / "latency.png")),
+        ("languages.png", plot_language_throughput(records, out / "languages.png")),
+        ("language-latency.png", plot_language_latency(records, out / "language-latency.png")),
+    ]
+    drawn = [name for name, path in plots if path is not None]
+    if drawn:
+        lines += ["## Plots", ""] + [f"![{name}]({name})\n" for name in drawn]
+    unstable = [r for r in records if r.status == "ok" and r.summary.get("warnings")]
+    if unstable:
+        lines += ["## Stability warnings", ""]
+        lines += [f"- `{r.case_id}`: {'; '.join(r.summary['warnings'])}" for r in unstable]
+        lines.append("")
+    failed = [r for r in records if r.status != "ok"]
+    if failed:
+        lines += ["## Not measured", ""]
+        lines += [f"- `{r.case_id}` **{r.status}**: {r.message}" for r in failed]
+        lines.append("")
+    text = "\n".join(lines) + "\n"
+    md = out / "report.md"
+    write_atomic(md, text)
+    write_atomic(out / "report.html", markdown_to_html(text, out, f"Run {run.meta.run_id}"))
+    return md
