@@ -86,7 +86,7 @@ class SweepSpec:
     lang_max_len: int = 128
     lang_batches: int = 8
     corpus: str | None = None
-    isolate: bool = False
+    isolate: bool = True
     measure: MeasureSpec = field(default_factory=MeasureSpec)
 
     def __post_init__(self) -> None:

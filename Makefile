@@ -1,0 +1,51 @@
+# Two commands on a fresh machine: `make bench` and `make test`. Both create .venv and install
+# what is missing first. torch is pinned to the CPU build (pyproject.toml).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SWEEP ?= bench/default.toml
+ARGS ?=
+
+.PHONY: install bench smoke test lint fmt typecheck perf-check perf-baseline gpu-bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+bench: $(STAMP)
+	$(PY) -m harness run --sweep $(SWEEP) $(ARGS)
+
+smoke: $(STAMP)
+	$(PY) -m harness run --sweep bench/smoke.toml $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check harness tests bench
+	$(VENV)/bin/ruff format --check harness tests bench
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format harness tests bench
+	$(VENV)/bin/ruff check --fix harness tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+perf-check: $(STAMP)
+	$(PY) -m harness check --baseline bench/ci/baseline $(ARGS)
+
+perf-baseline: $(STAMP)
+	$(PY) -m harness check --refresh-baseline bench/ci/baseline $(ARGS)
+
+gpu-bench: $(STAMP)
+	bash bench/gpu/run.sh
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks
