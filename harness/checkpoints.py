@@ -68,14 +68,14 @@ def xlmr_config(spec: ModelSpec) -> Any:
         vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
         num_attention_heads=a.heads, intermediate_size=a.ffn, max_position_embeddings=a.max_positions,
         type_vocab_size=a.type_vocab, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
-        eos_token_id=2, num_labels=spec.num_labels,
+        eos_token_id=2, num_labels=2 if spec.head == "question-answering" else spec.num_labels,
     )
     return config
 
 
 def build_random_init(spec: ModelSpec, cache_dir: Path) -> Path:
     """Build (once) and cache a random-init checkpoint; return its directory."""
-    target = cache_dir / "models" / f"{spec.name}-{spec.fingerprint()}"
+    target = cache_dir / "models" / spec.fingerprint()
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,12 +117,12 @@ def _check_local_dir(path: Path, allow_pickle: bool) -> None:
         raise HarnessError(f"{path}: no weights file (*.safetensors)")
 
 
-def _from_pretrained(spec: ModelSpec, where: str, allow_pickle: bool) -> Any:
+def _from_pretrained(spec: ModelSpec, where: str, allow_pickle: bool, attn: str) -> Any:
     cls = hf_model_class(spec.head)
     kwargs: dict[str, Any] = {
         "trust_remote_code": False,
         "use_safetensors": None if allow_pickle else True,
-        "attn_implementation": "sdpa",
+        "attn_implementation": attn,
     }
     if spec.head == "encoder":
         kwargs["add_pooling_layer"] = False
@@ -144,9 +144,14 @@ def _from_pretrained(spec: ModelSpec, where: str, allow_pickle: bool) -> Any:
 
 
 def load_checkpoint(
-    spec: ModelSpec, cache_dir: Path, *, dtype: str = "float32", allow_pickle: bool = False
+    spec: ModelSpec, cache_dir: Path, *, dtype: str = "float32", allow_pickle: bool = False,
+    attn_implementation: str = "sdpa",
 ) -> Checkpoint:
-    """Load ``spec`` as an eval-mode :class:`ServingModel` in ``dtype``."""
+    """Load ``spec`` as an eval-mode :class:`ServingModel` in ``dtype``.
+
+    ``attn_implementation`` is fixed at load time (XLM-R in transformers 4.57 cannot switch
+    it afterwards): ``sdpa`` (PyTorch's fused attention) or ``eager`` (plain matmuls).
+    """
     start = time.perf_counter()
     path: Path | None
     if spec.is_random_init:
@@ -159,7 +164,7 @@ def load_checkpoint(
         raise HarnessError(f"{spec.source}: no such checkpoint directory")
     else:
         path = None
-    hf = _from_pretrained(spec, str(path) if path else spec.source, allow_pickle)
+    hf = _from_pretrained(spec, str(path) if path else spec.source, allow_pickle, attn_implementation)
     if getattr(hf.config, "model_type", None) != "xlm-roberta":
         raise HarnessError(f"{spec.source}: model_type {hf.config.model_type!r} is not XLM-R")
     arch = arch_from_config(hf.config.to_dict(), where=spec.source)

@@ -66,6 +66,8 @@ def progress_bar(console: Console, total: int) -> tuple[Progress, Callable[[tupl
             progress.update(task, description=str(payload))
         elif kind == "done":
             progress.advance(task)
+        elif kind == "done-batch":
+            progress.advance(task, int(str(payload)))
 
     return progress, emit
 

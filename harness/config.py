@@ -146,8 +146,9 @@ class ModelSpec:
         return asdict(self)
 
     def fingerprint(self) -> str:
-        """Stable hash of everything that determines the built weights (the cache key)."""
-        blob = json.dumps(self.to_dict() | {"description": ""}, sort_keys=True).encode()
+        """Stable hash of everything that determines the built weights (the cache key);
+        the name and description are labels, not weights."""
+        blob = json.dumps(self.to_dict() | {"description": "", "name": ""}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @classmethod

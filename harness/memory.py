@@ -49,6 +49,7 @@ class PeakRSS:
 
     before: int = 0
     method: str = "vmhwm"
+    frozen: int | None = None
 
     def start(self) -> None:
         self.before = current_rss()
@@ -66,4 +67,10 @@ class PeakRSS:
         return _ru_maxrss()
 
     def peak_delta(self) -> int:
+        if self.frozen is not None:
+            return self.frozen
         return max(0, self.peak() - self.before)
+
+    def freeze(self) -> None:
+        """Keep the current peak: later work in this process (another arm) must not count."""
+        self.frozen = self.peak_delta()

@@ -12,7 +12,7 @@ from .render.rows import fmt_bytes, fmt_ms, result_rows, sort_records
 from .results import Record, Run
 from .store import write_atomic
 
-__all__ = ["environment_lines", "write_run_report"]
+__all__ = ["checkpoint_rows", "environment_lines", "write_run_report"]
 
 
 def environment_lines(env: dict[str, Any]) -> list[str]:
@@ -26,7 +26,7 @@ def environment_lines(env: dict[str, Any]) -> list[str]:
     ]
 
 
-def _checkpoint_rows(records: list[Record]) -> list[dict[str, str]]:
+def checkpoint_rows(records: list[Record]) -> list[dict[str, str]]:
     seen: dict[str, dict[str, str]] = {}
     for r in records:
         ck = r.checkpoint
@@ -96,7 +96,7 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
         "",
         "## Checkpoints",
         "",
-        md_table(_checkpoint_rows(records)),
+        md_table(checkpoint_rows(records)),
         "## Results",
         "",
         "Latency is per call (one batch); `±CI` is the half-width of the 95 % CI of the median; "

@@ -10,7 +10,6 @@ same way, slowly).
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
 from collections.abc import Callable
@@ -29,10 +28,13 @@ from .results import Record
 from .stats import summarize
 from .store import RunStore
 from .sweep import Case
-from .timing import PerfCounterTimer, Timer, measure
+from .timing import PerfCounterTimer, Samples, Timer, measure
 from .workloads import Batch, synthetic_batch
 
-__all__ = ["Event", "RunOptions", "parity_tolerance", "run_group"]
+__all__ = [
+    "Event", "Group", "RunOptions", "build_record", "case_inputs", "parity_tolerance",
+    "prepare_group", "run_group",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def _error_record(case: Case, status: str, message: str, **extra: Any) -> Record
 
 
 @dataclass
-class _Group:
+class Group:
     ckpt: Checkpoint
     backend: Backend
     info: dict[str, Any]
@@ -83,15 +85,17 @@ class _Group:
     parity: dict[str, Any]
 
 
-def _prepare_group(case: Case, opts: RunOptions) -> _Group:
+def prepare_group(case: Case, opts: RunOptions) -> Group:
     torch.set_num_threads(case.threads)
-    ckpt = load_checkpoint(case.model, opts.cache_dir, allow_pickle=opts.allow_pickle)
+    attn = dict(case.options).get("attn_implementation", "sdpa")
+    ckpt = load_checkpoint(case.model, opts.cache_dir, allow_pickle=opts.allow_pickle,
+                           attn_implementation=attn)
     choices = case.model.choices
     example = synthetic_batch(2, 16, ckpt.arch.vocab, choices=choices, seed=1, pad_rows=True)
     probe = synthetic_batch(3, 24, ckpt.arch.vocab, choices=choices, seed=2, pad_rows=True)
     with torch.inference_mode():
         reference = ckpt.model(probe.input_ids, probe.attention_mask).float().numpy()
-    ctx = BackendContext(case.device, case.dtype, case.threads, opts.cache_dir)
+    ctx = BackendContext(case.device, case.dtype, case.threads, opts.cache_dir, case.options)
     backend = make_backend(case.backend, ctx)
     start = time.perf_counter()
     info = backend.prepare(ckpt, example)
@@ -105,7 +109,7 @@ def _prepare_group(case: Case, opts: RunOptions) -> _Group:
         "max_abs_diff": diff, "tolerance": tol, "ok": bool(diff <= tol),
     }
     cold = {"load_s": ckpt.load_s, "prepare_s": prepare_s}
-    return _Group(ckpt, backend, info, cold, parity)
+    return Group(ckpt, backend, info, cold, parity)
 
 
 def _workload(case: Case, ckpt: Checkpoint, opts: RunOptions) -> tuple[list[Batch], dict[str, Any], dict[str, Any]]:
@@ -119,7 +123,17 @@ def _workload(case: Case, ckpt: Checkpoint, opts: RunOptions) -> tuple[list[Batc
     return language_workload(case, ckpt, opts.corpus, opts.cache_dir)
 
 
-def _measure_case(case: Case, group: _Group, opts: RunOptions) -> Record:
+@dataclass
+class CaseInputs:
+    """A case's batches, bound to its backend, and the facts to record about them."""
+
+    batches: list[Batch]
+    calls: list[Callable[[], object]]
+    tokenizer: dict[str, Any]
+    workload: dict[str, Any]
+
+
+def case_inputs(case: Case, group: Group, opts: RunOptions) -> CaseInputs:
     if case.seq_len > group.ckpt.arch.max_seq_len:
         raise HarnessError(
             f"sequence length {case.seq_len} exceeds {group.ckpt.arch.max_seq_len}, the most "
@@ -129,13 +143,25 @@ def _measure_case(case: Case, group: _Group, opts: RunOptions) -> Record:
     backend = group.backend
     bound = [backend.bind(b) for b in batches]
     calls: list[Callable[[], object]] = [lambda x=x: backend.run(x) for x in bound]
-    timer = opts.timer or PerfCounterTimer(sync=backend.sync)
+    return CaseInputs(batches, calls, tokenizer, workload)
+
+
+def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
+    inputs = case_inputs(case, group, opts)
+    timer = opts.timer or PerfCounterTimer(sync=group.backend.sync)
     memory = PeakRSS()
     memory.start()
-    first_call_s = timer.time(calls[0])
-    samples = measure(timer, calls, case.measure)
+    first_call_s = timer.time(inputs.calls[0])
+    samples = measure(timer, inputs.calls, case.measure)
+    return build_record(case, group, inputs, samples, first_call_s, memory)
+
+
+def build_record(case: Case, group: Group, inputs: CaseInputs, samples: Samples,
+                 first_call_s: float, memory: PeakRSS) -> Record:
+    """Statistics, throughput and memory of a measured case, as a versioned record."""
+    batches, workload = inputs.batches, dict(inputs.workload)
     peak = memory.peak_delta()
-    summary = summarize(samples.values)
+    summary = summarize(samples.values, len(batches))
     n = len(samples.values)
     seqs = [b.sequences for b in batches]
     positions = [b.positions for b in batches]
@@ -157,7 +183,7 @@ def _measure_case(case: Case, group: _Group, opts: RunOptions) -> Record:
     return Record(
         case_id=case.case_id, case=case.to_dict(), status="ok",
         message="; ".join(summary.warnings),
-        checkpoint=group.ckpt.describe(), tokenizer=tokenizer, backend=group.info,
+        checkpoint=group.ckpt.describe(), tokenizer=inputs.tokenizer, backend=group.info,
         workload=workload, warmup=samples.warmup, samples=samples.values,
         stop_reason=samples.stop_reason, summary=summary.to_dict(), throughput=throughput,
         memory={"peak_rss_delta_bytes": peak, "rss_before_bytes": memory.before,
@@ -175,7 +201,7 @@ def run_group(
         return
     emit(("start", cases[0].case_id))
     try:
-        group = _prepare_group(cases[0], opts)
+        group = prepare_group(cases[0], opts)
     except Exception as exc:
         message = _one_line(exc)
         for case in cases:
@@ -218,6 +244,3 @@ def _one_line(exc: BaseException) -> str:
     head = text[0] if text else ""
     return f"{type(exc).__name__}: {head}" if not isinstance(exc, HarnessError) else head
 
-
-def worker_pid() -> int:
-    return os.getpid()

@@ -66,24 +66,49 @@ def median_rel_ci(values: Sequence[float], confidence: float = 0.95) -> float:
     return float((x[hi] - x[lo]) / (2 * med))
 
 
-def summarize(values: Sequence[float]) -> Summary:
-    """Summary statistics plus the stability warnings a reader should see next to them."""
+def normalize_by_batch(values: Sequence[float], n_batches: int) -> list[float]:
+    """Each sample divided by the median of the samples of the same batch.
+
+    A real-text workload cycles through batches of different sizes, so its raw samples mix
+    real differences in work with noise. Dividing by the per-batch median leaves the noise
+    alone, which is what stability checks and the stop rule must look at.
+    """
+    if n_batches <= 1:
+        return list(values)
+    x = np.asarray(values, dtype=float)
+    out = np.empty_like(x)
+    for b in range(n_batches):
+        part = x[b::n_batches]
+        out[b::n_batches] = part / np.median(part)
+    return [float(v) for v in out]
+
+
+def summarize(values: Sequence[float], n_batches: int = 1) -> Summary:
+    """Summary statistics plus the stability warnings a reader should see next to them.
+
+    Percentiles are of the raw samples; ``rel_ci`` and the warnings are computed on
+    :func:`normalize_by_batch` values, so a workload of different batches is not called
+    unstable for being heterogeneous.
+    """
     if not values:
         raise ValueError("no samples")
     x = np.asarray(values, dtype=float)
     p25, p50, p75, p90, p99 = np.percentile(x, [25, 50, 75, 90, 99])
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if x.size > 1 else 0.0
-    rel_ci = median_rel_ci(values)
+    norm = np.asarray(normalize_by_batch(values, n_batches))
+    rel_ci = median_rel_ci(list(norm))
+    q25, q50, q75 = np.percentile(norm, [25, 50, 75])
+    nmean, nstd = float(norm.mean()), float(norm.std(ddof=1)) if norm.size > 1 else 0.0
     warnings: list[str] = []
     if x.size < 10:
         warnings.append(f"only {x.size} samples")
-    if p50 > 0 and (p75 - p25) / p50 > 0.10:
-        warnings.append(f"IQR is {100 * (p75 - p25) / p50:.0f}% of the median")
-    if p50 > 0 and x.max() > 1.5 * p50:
-        warnings.append(f"max is {x.max() / p50:.1f}x the median (outliers)")
-    if mean > 0 and std / mean > 0.10:
-        warnings.append(f"std is {100 * std / mean:.0f}% of the mean")
+    if q50 > 0 and (q75 - q25) / q50 > 0.10:
+        warnings.append(f"IQR is {100 * (q75 - q25) / q50:.0f}% of the median")
+    if q50 > 0 and norm.max() > 1.5 * q50:
+        warnings.append(f"max is {norm.max() / q50:.1f}x the median (outliers)")
+    if nmean > 0 and nstd / nmean > 0.10:
+        warnings.append(f"std is {100 * nstd / nmean:.0f}% of the mean")
     if p50 < 1e-4:
         warnings.append("median below 0.1 ms: timer overhead is not negligible")
     return Summary(

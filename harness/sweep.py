@@ -38,6 +38,7 @@ class Case:
     language: str | None = None
     policy: str | None = None
     lang_batches: int = 8
+    options: tuple[tuple[str, str], ...] = ()
     measure: MeasureSpec = field(default_factory=MeasureSpec)
 
     @property
@@ -65,7 +66,8 @@ class Case:
         data = dict(data)
         model = ModelSpec.from_dict(dict(data.pop("model")))
         measure = MeasureSpec(**data.pop("measure"))
-        return cls(model=model, measure=measure, **data)
+        options = tuple(tuple(kv) for kv in data.pop("options", ()))
+        return cls(model=model, measure=measure, options=options, **data)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,17 +85,22 @@ class SweepSpec:
     synthetic: bool = True
     languages: tuple[str, ...] = ()
     policies: tuple[str, ...] = ("longest",)
+    #: Batch sizes for language cases (default: ``batch_sizes``).
+    lang_batch_sizes: tuple[int, ...] = ()
     lang_max_len: int = 128
     lang_batches: int = 8
     corpus: str | None = None
     isolate: bool = True
+    #: Per-backend settings, e.g. ``{"onnxruntime": {"graph_optimization_level": "basic"}}``.
+    #: Not part of a case's key: a comparison pairs cases across settings and says they differ.
+    backend_options: dict[str, dict[str, str]] = field(default_factory=dict)
     measure: MeasureSpec = field(default_factory=MeasureSpec)
 
     def __post_init__(self) -> None:
         for key in ("models", "backends", "batch_sizes", "seq_lens"):
             if not getattr(self, key):
                 raise HarnessError(f"sweep: {key} must not be empty")
-        for key in ("batch_sizes", "seq_lens"):
+        for key in ("batch_sizes", "seq_lens", "lang_batch_sizes"):
             for value in getattr(self, key):
                 _typed("sweep", key, value, int)
                 if value <= 0:
@@ -121,7 +128,11 @@ class SweepSpec:
         measure = data.pop("measure", {})
         if not isinstance(measure, dict):
             raise HarnessError(f"{where}: [measure] must be a table")
-        for key in ("models", "backends", "batch_sizes", "seq_lens", "languages", "policies"):
+        options = data.get("backend_options", {})
+        if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+            raise HarnessError(f"{where}: [backend_options.NAME] must be tables")
+        for key in ("models", "backends", "batch_sizes", "seq_lens", "languages", "policies",
+                    "lang_batch_sizes"):
             if key in data:
                 value = data[key]
                 if not isinstance(value, list):
@@ -151,15 +162,21 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
     for backend in sweep.backends:
         check_backend(backend, sweep.device)
     cases: list[Case] = []
-    common = {"device": sweep.device, "dtype": sweep.dtype, "threads": sweep.threads}
+    common: dict[str, Any] = {"device": sweep.device, "dtype": sweep.dtype, "threads": sweep.threads}
+    for backend, options in sweep.backend_options.items():
+        if backend not in sweep.backends:
+            raise HarnessError(f"sweep: options given for {backend!r}, which is not in backends")
+        check_backend(backend, sweep.device).check_options(options)
     for spec, backend in itertools.product(specs, sweep.backends):
+        opts = tuple(sorted((k, str(v)) for k, v in sweep.backend_options.get(backend, {}).items()))
+        common["options"] = opts
         group: list[Case] = []
         if sweep.synthetic:
             for batch, seq in itertools.product(sweep.batch_sizes, sweep.seq_lens):
                 _check_seq(spec, seq)
                 group.append(Case(spec, backend, batch, seq, measure=sweep.measure, **common))
         for lang, policy, batch in itertools.product(
-            sweep.languages, sweep.policies, sweep.batch_sizes
+            sweep.languages, sweep.policies, sweep.lang_batch_sizes or sweep.batch_sizes
         ):
             _check_seq(spec, sweep.lang_max_len)
             group.append(

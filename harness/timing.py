@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .config import MeasureSpec
-from .stats import median_rel_ci
+from .stats import median_rel_ci, normalize_by_batch
 
 __all__ = ["PerfCounterTimer", "Samples", "Timer", "measure"]
 
@@ -66,7 +66,8 @@ def measure(timer: Timer, calls: Sequence[Callable[[], object]], spec: MeasureSp
     once before timing (first calls at a new shape pay for allocation and, for TorchScript,
     profiling). The stop rule is checked only after whole passes over ``calls``, so each
     batch of a real-text workload is equally represented: stop when the relative half-width
-    of the 95 % CI of the median is at most ``target_rel_ci`` (``converged``), when
+    of the 95 % CI of the median (of per-batch-normalized samples, see
+    :func:`harness.stats.normalize_by_batch`) is at most ``target_rel_ci`` (``converged``), when
     ``max_time_s`` of wall time has passed (``time_budget``), or at ``max_iters``.
     """
     if not calls:
@@ -83,7 +84,7 @@ def measure(timer: Timer, calls: Sequence[Callable[[], object]], spec: MeasureSp
         elapsed = timer.now() - start
         whole_pass = i % len(calls) == 0
         if i >= spec.min_iters and whole_pass:
-            out.rel_ci = median_rel_ci(out.values)
+            out.rel_ci = median_rel_ci(normalize_by_batch(out.values, len(calls)))
             if out.rel_ci <= spec.target_rel_ci:
                 out.stop_reason = "converged"
                 break
@@ -93,6 +94,6 @@ def measure(timer: Timer, calls: Sequence[Callable[[], object]], spec: MeasureSp
         if elapsed >= spec.max_time_s and i >= spec.min_iters:
             out.stop_reason = "time_budget"
             break
-    out.rel_ci = median_rel_ci(out.values)
+    out.rel_ci = median_rel_ci(normalize_by_batch(out.values, len(calls)))
     out.wall_s = timer.now() - start
     return out

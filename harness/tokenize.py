@@ -11,6 +11,7 @@ record, because its token counts per language are not XLM-R's.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .errors import HarnessError
 __all__ = ["TextTokenizer", "checkpoint_tokenizer", "get_tokenizer", "train_surrogate"]
 
 SURROGATE_VOCAB = 16000
+SURROGATE_FILE = "surrogate.spm.model"
 _TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "tokenizer_config.json")
 
 
@@ -41,6 +43,7 @@ class TextTokenizer:
     unk_id: int
     vocab_size: int
     info_extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
 
     def encode(self, text: str) -> list[int]:
         if self.kind == "surrogate":
@@ -88,9 +91,16 @@ def train_surrogate(corpus: Path, cache_dir: Path, vocab_size: int = SURROGATE_V
                 input_sentence_size=0, minloglevel=2,
             )
             os.replace(Path(tmp) / "m.model", model)
+    return load_surrogate(model, name)
+
+
+def load_surrogate(model: Path, name: str) -> TextTokenizer:
+    import sentencepiece as spm
+
     sp = spm.SentencePieceProcessor(model_file=str(model))
     return TextTokenizer(sp, "surrogate", name, _sha256_file(model), sp.unk_id(),
-                         sp.get_piece_size(), {"trained_on": "odd lines of every Tatoeba language"})
+                         sp.get_piece_size(), {"trained_on": "odd lines of every Tatoeba language"},
+                         path=model)
 
 
 def checkpoint_tokenizer(path_or_id: str) -> TextTokenizer | None:
@@ -111,5 +121,11 @@ def checkpoint_tokenizer(path_or_id: str) -> TextTokenizer | None:
 
 
 def get_tokenizer(source: str, path: Path | None, corpus: Path, cache_dir: Path) -> TextTokenizer:
+    """The checkpoint's own tokenizer; the surrogate it was trained with (``harness
+    train-intermediate`` saves it beside the weights); else the surrogate for this corpus."""
+    if path is not None and (path / SURROGATE_FILE).is_file():
+        meta = path / "harness_spec.json"
+        name = json.loads(meta.read_text()).get("tokenizer", {}).get("name") if meta.is_file() else None
+        return load_surrogate(path / SURROGATE_FILE, name or f"surrogate({path.name})")
     own = checkpoint_tokenizer(str(path) if path else source) if path or "/" in source else None
     return own or train_surrogate(corpus, cache_dir)

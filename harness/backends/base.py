@@ -13,7 +13,18 @@ if TYPE_CHECKING:
     from ..checkpoints import Checkpoint
     from ..workloads import Batch
 
-__all__ = ["Backend", "BackendContext"]
+__all__ = ["Backend", "BackendContext", "validate_options"]
+
+
+def validate_options(backend: str, options: dict[str, str], allowed: dict[str, tuple[str, ...]]) -> None:
+    from ..errors import HarnessError
+
+    for key, value in options.items():
+        if key not in allowed:
+            known = ", ".join(allowed) or "none"
+            raise HarnessError(f"backend {backend!r} has no option {key!r} (options: {known})")
+        if str(value) not in allowed[key]:
+            raise HarnessError(f"backend {backend!r}: {key} must be one of {', '.join(allowed[key])}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +33,10 @@ class BackendContext:
     dtype: str
     threads: int
     cache_dir: Path
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, name: str, default: str) -> str:
+        return dict(self.options).get(name, default)
 
 
 class Backend(Protocol):
@@ -31,6 +46,11 @@ class Backend(Protocol):
     @classmethod
     def unavailable(cls, device: str) -> str | None:
         """Why this backend cannot run on ``device`` here (``None`` when it can)."""
+        ...
+
+    @classmethod
+    def check_options(cls, options: dict[str, str]) -> None:
+        """Raise :class:`HarnessError` for an option this backend does not know."""
         ...
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from .base import BackendContext
+from .base import BackendContext, validate_options
 
 if TYPE_CHECKING:
     from ..checkpoints import Checkpoint
@@ -39,9 +39,15 @@ class EagerBackend:
         self.ctx = ctx
         self.module: torch.nn.Module | None = None
 
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"attn_implementation": ("sdpa", "eager")}
+
     @classmethod
     def unavailable(cls, device: str) -> str | None:
         return cuda_unavailable(device)
+
+    @classmethod
+    def check_options(cls, options: dict[str, str]) -> None:
+        validate_options(cls.name, options, cls.OPTIONS)
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
         self.module = ckpt.model.to(device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype))

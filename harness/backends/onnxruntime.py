@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import HarnessError
-from .base import BackendContext
+from .base import BackendContext, validate_options
 
 if TYPE_CHECKING:
     from ..checkpoints import Checkpoint
@@ -91,6 +91,14 @@ class OnnxRuntimeBackend:
         self.ctx = ctx
         self.session: Any = None
 
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "graph_optimization_level": ("disable", "basic", "extended", "all"),
+    }
+
+    @classmethod
+    def check_options(cls, options: dict[str, str]) -> None:
+        validate_options(cls.name, options, cls.OPTIONS)
+
     @classmethod
     def unavailable(cls, device: str) -> str | None:
         try:
@@ -111,13 +119,19 @@ class OnnxRuntimeBackend:
         opts.intra_op_num_threads = self.ctx.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        level = self.ctx.option("graph_optimization_level", "all")
+        opts.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[level]
         opts.log_severity_level = 3
         provider = _PROVIDERS[self.ctx.device]
         self.session = ort.InferenceSession(str(path), opts, providers=[provider])
         return info | {
             "provider": provider,
-            "graph_optimization_level": "ORT_ENABLE_ALL",
+            "graph_optimization_level": opts.graph_optimization_level.name,
             "intra_op_num_threads": self.ctx.threads,
             "inter_op_num_threads": 1,
             "execution_mode": "sequential",

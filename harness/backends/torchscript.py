@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from .base import BackendContext
+from .base import BackendContext, validate_options
 from .eager import cuda_unavailable, torch_dtype, torch_sync
 
 if TYPE_CHECKING:
@@ -29,18 +29,26 @@ class TorchScriptBackend:
         self.ctx = ctx
         self.module: Any = None
 
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"freeze": ("true", "false")}
+
     @classmethod
     def unavailable(cls, device: str) -> str | None:
         return cuda_unavailable(device)
+
+    @classmethod
+    def check_options(cls, options: dict[str, str]) -> None:
+        validate_options(cls.name, options, cls.OPTIONS)
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
         model = ckpt.model.to(device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype))
         args = (example.input_ids.to(self.ctx.device), example.attention_mask.to(self.ctx.device))
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about Python-side shape checks
-            traced = torch.jit.trace(model, args, check_trace=False)
-            self.module = torch.jit.freeze(traced.eval())
-        return {"mode": "trace+freeze", "example_shape": list(example.input_ids.shape)}
+            traced = torch.jit.trace(model, args, check_trace=False).eval()
+            freeze = self.ctx.option("freeze", "true") == "true"
+            self.module = torch.jit.freeze(traced) if freeze else traced
+        mode = "trace+freeze" if freeze else "trace"
+        return {"mode": mode, "example_shape": list(example.input_ids.shape)}
 
     def bind(self, batch: Batch) -> Any:
         dev = self.ctx.device

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import fetch, languages, report, run
+from . import compare, fetch, languages, report, run, train
 
-MODULES: tuple[ModuleType, ...] = (run, report, languages, fetch)
+MODULES: tuple[ModuleType, ...] = (run, compare, report, languages, train, fetch)

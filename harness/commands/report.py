@@ -20,8 +20,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     console = make_console()
-    report = write_run_report(run)
-    console.print(rich_table(result_rows(run.latest()), run.meta.run_id))
+    if run.meta.kind == "compare":
+        from ..compare_report import write_compare_report
+
+        report = write_compare_report(run)
+    else:
+        report = write_run_report(run)
+        console.print(rich_table(result_rows(run.latest()), run.meta.run_id))
     console.print(f"report: {report}  (and report.html)")
     return EXIT_OK
 

@@ -1,0 +1,110 @@
+"""``harness compare``: checkpoints interleaved (``-m A -m B``), or two finished runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..cli import DEFAULT_OUT, default_cache, make_console, progress_bar
+from ..errors import EXIT_OK, HarnessError
+from .run import add_sweep_args, prepare_sweep
+
+__all__ = ["add_stat_args", "register", "settings_from_args"]
+
+
+def add_stat_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--margin", type=float, default=0.02, help="equivalence bound (0.02 = ±2 %%)")
+    p.add_argument("--min-effect", type=float, default=0.03, help="smallest change called a difference")
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--correction", choices=("holm", "bh", "none"), default="holm")
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from ..compare import CompareSettings
+
+    return CompareSettings(margin=args.margin, min_effect=args.min_effect, alpha=args.alpha,
+                           correction=args.correction)
+
+
+def _compare_dirs(args: argparse.Namespace) -> int:
+    from ..comparing import compare_run_dirs
+    from ..compare_report import comparison_markdown
+    from ..render.console import rich_table
+    from ..render.verdicts import summary_sentence, verdict_rows
+    from ..store import write_atomic
+
+    a, b = args.runs
+    cmp = compare_run_dirs(a, b, settings_from_args(args), strict=not args.allow_incomparable)
+    console = make_console()
+    console.print(rich_table(verdict_rows(cmp), f"{cmp.candidate} vs {cmp.baseline}"))
+    console.print(summary_sentence(cmp).replace("**", "").replace("`", ""))
+    for w in cmp.warnings:
+        console.print(f"[yellow]warning: {w}[/yellow]")
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.report, comparison_markdown(cmp, args.report.parent, heading="#"))
+        write_atomic(args.report.with_suffix(".json"), json.dumps(cmp.to_dict(), indent=2) + "\n")
+        console.print(f"report: {args.report}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if args.runs:
+        if len(args.runs) != 2 or args.models:
+            raise HarnessError("compare takes two run directories, or checkpoints with -m")
+        return _compare_dirs(args)
+    from ..compare_report import write_compare_report
+    from ..comparing import run_comparison
+    from ..interleave import InterleaveSpec
+    from ..render.console import rich_table
+    from ..render.verdicts import verdict_rows
+    from ..results import load_run
+    from ..runner import RunOptions
+
+    settings = settings_from_args(args)
+    if args.processes < 1 or args.min_rounds < 1 or args.max_rounds < args.min_rounds or args.block < 1:
+        raise HarnessError("--processes, --min-rounds, --block must be >= 1 and --max-rounds >= --min-rounds")
+    args.isolate, args.inline = False, True
+    sweep, cases, corpus = prepare_sweep(args)
+    spec = InterleaveSpec(min_rounds=args.min_rounds, max_rounds=args.max_rounds, block=args.block,
+                          seed=args.seed)
+    opts = RunOptions(cache_dir=args.cache_dir or default_cache(), corpus=corpus,
+                      allow_pickle=args.allow_pickle)
+    console = make_console(args.quiet)
+    n_models = len({c.model.name for c in cases})
+    total = (len(cases) + (len(cases) // n_models if args.aa else 0)) * args.processes
+    progress, emit = progress_bar(console, total)
+    with progress:
+        path = run_comparison(sweep, args.out, opts, settings=settings, interleave=spec, aa=args.aa,
+                              processes=args.processes, emit=emit)
+    run = load_run(path)
+    report = write_compare_report(run, settings)
+    from ..comparing import comparisons_of
+    from ..render.verdicts import summary_sentence
+
+    for cmp in comparisons_of(run, settings):
+        console.print(rich_table(verdict_rows(cmp), f"{cmp.candidate} vs {cmp.baseline}"))
+        console.print(summary_sentence(cmp).replace("**", "").replace("`", ""))
+    console.print(f"records: {path / 'records.jsonl'}\nreport:  {report}  (and report.html)")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("compare", help="compare checkpoints (interleaved) or two finished runs")
+    p.add_argument("runs", nargs="*", type=Path, help="two run directories (instead of -m)")
+    add_sweep_args(p)
+    add_stat_args(p)
+    p.add_argument("--aa", action="store_true", help="add an A/A control arm (baseline vs itself)")
+    p.add_argument("--processes", type=int, default=1, help="repeat in this many fresh processes")
+    p.add_argument("--min-rounds", type=int, default=5)
+    p.add_argument("--max-rounds", type=int, default=30)
+    p.add_argument("--block", type=int, default=3, help="samples per arm per round")
+    p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
+    p.add_argument("--allow-incomparable", action="store_true",
+                   help="compare runs from different environments (warn instead of refusing)")
+    p.add_argument("--report", type=Path, help="with two runs: write Markdown + JSON here")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_compare)

@@ -1,0 +1,192 @@
+"""Pair two sets of records and decide, per case, faster / slower / equivalent / inconclusive.
+
+A difference needs statistics *and* size (asv's rule): the Mann-Whitney p-value, adjusted for
+multiplicity over the whole sweep (Holm by default, or Benjamini-Hochberg), must be below
+``alpha`` *and* the ratio of medians must be beyond ``min_effect``. Equivalence is its own
+test (TOST within ``±margin``, adjusted the same way), because "not significantly different"
+is not "the same" — and sameness is what intermediate-task training should give.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .env import COMPARABLE_KEYS
+from .errors import HarnessError
+from .results import Record
+from .stats import adjust, compare_samples
+
+__all__ = [
+    "VERDICTS",
+    "CompareSettings",
+    "Comparison",
+    "PairResult",
+    "compare_records",
+    "comparability_problems",
+    "merge_records",
+]
+
+VERDICTS = ("faster", "slower", "equivalent", "inconclusive", "invalid")
+#: Backend settings that identify an export, not how it runs; they may differ between pairs.
+_VOLATILE = {"export_key", "exported", "onnx_bytes", "example_shape", "torch_threads"}
+
+
+@dataclass(frozen=True, slots=True)
+class CompareSettings:
+    margin: float = 0.02
+    min_effect: float = 0.03
+    alpha: float = 0.05
+    correction: str = "holm"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.margin < 1 or not 0 < self.min_effect < 1:
+            raise HarnessError("margin and min_effect must be between 0 and 1 (0.02 = 2 %)")
+        if not 0 < self.alpha < 0.5:
+            raise HarnessError("alpha must be between 0 and 0.5")
+        if self.correction not in ("holm", "bh", "none"):
+            raise HarnessError("correction must be holm, bh or none")
+
+
+@dataclass
+class PairResult:
+    key: str
+    baseline: str
+    candidate: str
+    verdict: str
+    ratio: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_diff: float | None = None
+    p_equiv: float | None = None
+    p_diff_adj: float | None = None
+    p_equiv_adj: float | None = None
+    p50_baseline: float | None = None
+    p50_candidate: float | None = None
+    n_baseline: int = 0
+    n_candidate: int = 0
+    throughput_ratio: float | None = None
+    memory_baseline: int | None = None
+    memory_candidate: int | None = None
+    case: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Comparison:
+    baseline: str
+    candidate: str
+    settings: CompareSettings
+    results: list[PairResult]
+    warnings: list[str]
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(VERDICTS, 0)
+        for r in self.results:
+            out[r.verdict] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "candidate": self.candidate,
+                "settings": asdict(self.settings), "counts": self.counts(),
+                "warnings": self.warnings, "results": [r.to_dict() for r in self.results]}
+
+
+def merge_records(records: list[Record]) -> list[Record]:
+    """One record per case id; samples of repeated processes (same case id, all ok) pooled."""
+    merged: dict[str, Record] = {}
+    for rec in records:
+        prev = merged.get(rec.case_id)
+        if prev is not None and prev.status == "ok" and rec.status == "ok":
+            prev.samples = prev.samples + rec.samples
+            prev.workload = prev.workload | {"processes": prev.workload.get("processes", 1) + 1}
+        else:
+            merged[rec.case_id] = Record.from_dict(rec.to_dict())
+    return list(merged.values())
+
+
+def comparability_problems(env_a: dict[str, Any], env_b: dict[str, Any]) -> list[str]:
+    """Environment facts that make timings incomparable (different CPU, library versions)."""
+    return [f"{k} differs: {env_a.get(k)!r} vs {env_b.get(k)!r}"
+            for k in COMPARABLE_KEYS if env_a.get(k) != env_b.get(k)]
+
+
+def _pair_notes(a: Record, b: Record) -> list[str]:
+    notes = []
+    sa = {k: v for k, v in a.backend.items() if k not in _VOLATILE}
+    sb = {k: v for k, v in b.backend.items() if k not in _VOLATILE}
+    if sa != sb:
+        diff = sorted(k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k))
+        notes.append("backend settings differ: " + ", ".join(
+            f"{k} {sa.get(k)!r}→{sb.get(k)!r}" for k in diff))
+    if a.case.get("options") != b.case.get("options"):
+        notes.append(f"backend options differ: {a.case.get('options')} → {b.case.get('options')}")
+    ta, tb = a.tokenizer.get("sha256"), b.tokenizer.get("sha256")
+    if ta != tb:
+        notes.append("tokenizers differ (real-text workloads are not the same token ids)")
+    wa = a.checkpoint.get("arch") if a.checkpoint else None
+    wb = b.checkpoint.get("arch") if b.checkpoint else None
+    if wa and wb and wa != wb:
+        diff = sorted(k for k in wa if wa[k] != wb.get(k))
+        notes.append("architectures differ: " + ", ".join(f"{k} {wa[k]}→{wb.get(k)}" for k in diff))
+    da = a.checkpoint.get("weights", {}).get("dtypes") if a.checkpoint else None
+    db = b.checkpoint.get("weights", {}).get("dtypes") if b.checkpoint else None
+    if da and db and da != db:
+        notes.append(f"weight dtypes differ: {da} → {db}")
+    if a.checkpoint and b.checkpoint and a.checkpoint.get("head") != b.checkpoint.get("head"):
+        notes.append(f"heads differ: {a.checkpoint.get('head')} → {b.checkpoint.get('head')}")
+    return notes
+
+
+def _verdict(r: PairResult, s: CompareSettings) -> str:
+    assert r.ratio is not None and r.p_diff_adj is not None and r.p_equiv_adj is not None
+    if r.p_diff_adj < s.alpha and r.ratio >= 1 + s.min_effect:
+        return "slower"
+    if r.p_diff_adj < s.alpha and r.ratio <= 1 / (1 + s.min_effect):
+        return "faster"
+    if r.p_equiv_adj < s.alpha:
+        return "equivalent"
+    return "inconclusive"
+
+
+def compare_records(
+    baseline: list[Record], candidate: list[Record], settings: CompareSettings | None = None,
+    *, by: str = "key",
+) -> list[PairResult]:
+    """Pair by ``key`` (same case, different checkpoints) or ``case_id`` (same checkpoint,
+    two runs), compare latency samples, and adjust p-values over all pairs together."""
+    s = settings or CompareSettings()
+    side_a = {getattr(r, by): r for r in merge_records(baseline)}
+    side_b = {getattr(r, by): r for r in merge_records(candidate)}
+    results: list[PairResult] = []
+    for key in [k for k in side_a if k in side_b]:
+        a, b = side_a[key], side_b[key]
+        res = PairResult(key=key, baseline=a.model, candidate=b.model, verdict="invalid",
+                         case=a.case, notes=_pair_notes(a, b))
+        if a.status != "ok" or b.status != "ok" or len(a.samples) < 2 or len(b.samples) < 2:
+            res.notes.append(f"not measured: baseline {a.status}, candidate {b.status}")
+            results.append(res)
+            continue
+        c = compare_samples(a.samples, b.samples, margin=s.margin)
+        res.ratio, res.ci_low, res.ci_high = c.ratio, c.ci_low, c.ci_high
+        res.p_diff, res.p_equiv = c.p_diff, c.p_equiv
+        res.p50_baseline = statistics.median(a.samples)
+        res.p50_candidate = statistics.median(b.samples)
+        res.n_baseline, res.n_candidate = c.n_a, c.n_b
+        ta, tb = a.throughput.get("sequences_per_s"), b.throughput.get("sequences_per_s")
+        res.throughput_ratio = tb / ta if ta and tb else None
+        res.memory_baseline = a.memory.get("peak_rss_delta_bytes")
+        res.memory_candidate = b.memory.get("peak_rss_delta_bytes")
+        results.append(res)
+    measured = [r for r in results if r.ratio is not None]
+    for name in ("p_diff", "p_equiv"):
+        adjusted = adjust([getattr(r, name) for r in measured], s.correction)
+        for r, p in zip(measured, adjusted, strict=True):
+            setattr(r, f"{name}_adj", p)
+    for r in measured:
+        r.verdict = _verdict(r, s)
+    return results

@@ -1,0 +1,123 @@
+"""Library entry points for comparisons: run arms interleaved, or compare two finished runs."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from .compare import CompareSettings, Comparison, compare_records, comparability_problems
+from .config import ModelSpec
+from .env import collect_env
+from .errors import HarnessError
+from .interleave import InterleaveSpec, run_interleaved
+from .results import Record, Run, RunMeta, load_run
+from .runner import Event, RunOptions
+from .store import RunStore, new_run_id
+from .sweep import Case, SweepSpec, expand
+
+__all__ = ["AA_SUFFIX", "compare_run_dirs", "comparisons_of", "run_comparison"]
+
+#: The A/A control arm: the baseline again, prepared separately, named ``<name>~aa``.
+AA_SUFFIX = "~aa"
+
+
+def _arm_cases(sweep: SweepSpec, models_dir: Path | None, aa: bool) -> list[list[Case]]:
+    cases = expand(sweep, models_dir)
+    by_model: dict[str, list[Case]] = {}
+    for c in cases:
+        by_model.setdefault(c.model.name, []).append(c)
+    arms = list(by_model.values())
+    if aa:
+        base = arms[0]
+        twin: ModelSpec = replace(base[0].model, name=base[0].model.name + AA_SUFFIX)
+        arms.insert(1, [replace(c, model=twin) for c in base])
+    if len(arms) < 2:
+        raise HarnessError("compare needs two or more checkpoints (or --aa for an A/A test)")
+    return arms
+
+
+def _by_backend(arms: list[list[Case]]) -> list[list[list[Case]]]:
+    backends = list(dict.fromkeys(c.backend for c in arms[0]))
+    return [[[c for c in arm if c.backend == b] for arm in arms] for b in backends]
+
+
+def _worker(arm_dicts: list[list[dict[str, Any]]], path: str, opts: RunOptions,
+            spec: InterleaveSpec, process: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    arms = [[Case.from_dict(c) for c in arm] for arm in arm_dicts]
+    run_interleaved(arms, RunStore(Path(path)), opts, spec, lambda e: None, process)
+
+
+def run_comparison(
+    sweep: SweepSpec, out_root: Path, opts: RunOptions, *, settings: CompareSettings,
+    interleave: InterleaveSpec, aa: bool = False, processes: int = 1,
+    models_dir: Path | None = None, emit: Callable[[Event], None] | None = None,
+) -> Path:
+    """Measure all arms interleaved (``processes`` times, each in a fresh process when > 1)."""
+    emit = emit or (lambda e: None)
+    arms = _arm_cases(sweep, models_dir, aa)
+    meta = RunMeta(
+        run_id=new_run_id("compare"), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        kind="compare", env=collect_env(),
+        config={"sweep": sweep.to_dict(), "arms": [a[0].model.to_dict() for a in arms],
+                "settings": asdict(settings), "interleave": asdict(interleave),
+                "processes": processes, "aa": aa},
+        planned=[c.case_id for arm in arms for c in arm],
+    )
+    store = RunStore.create(out_root, meta)
+    for backend_arms in _by_backend(arms):
+        for process in range(processes):
+            if processes == 1:
+                run_interleaved(backend_arms, store, opts, interleave, emit, process)
+                continue
+            ctx = mp.get_context("spawn")
+            dicts = [[c.to_dict() for c in arm] for arm in backend_arms]
+            proc = ctx.Process(target=_worker, args=(dicts, str(store.path), opts, interleave, process))
+            proc.start()
+            proc.join()
+            if proc.exitcode != 0:
+                for c in (c for arm in backend_arms for c in arm):
+                    store.append(Record(case_id=c.case_id, case=c.to_dict(), status="error",
+                                        message=f"compare worker {process} exited with {proc.exitcode}"))
+            emit(("done-batch", len(backend_arms[0]) * len(backend_arms)))
+    return store.path
+
+
+def comparisons_of(run: Run, settings: CompareSettings) -> list[Comparison]:
+    """Every non-baseline arm of a compare run against the first arm."""
+    arms = [a["name"] for a in run.meta.config.get("arms", [])]
+    if len(arms) < 2:
+        raise HarnessError(f"{run.path}: not a comparison run")
+    by_arm: dict[str, list[Record]] = {a: [] for a in arms}
+    for rec in run.records:
+        by_arm.setdefault(rec.model, []).append(rec)
+    base = by_arm[arms[0]]
+    return [
+        Comparison(arms[0], arm, settings, compare_records(base, by_arm[arm], settings), [])
+        for arm in arms[1:]
+    ]
+
+
+def compare_run_dirs(a: Path, b: Path, settings: CompareSettings, *, strict: bool = True) -> Comparison:
+    """Two finished runs. Refuses (HarnessError) when their environments differ, unless not
+    ``strict``, in which case the differences become warnings."""
+    run_a, run_b = load_run(a), load_run(b)
+    problems = comparability_problems(run_a.meta.env, run_b.meta.env)
+    if problems and strict:
+        raise HarnessError("runs are not comparable: " + "; ".join(problems))
+    models_a = {r.model for r in run_a.records}
+    models_b = {r.model for r in run_b.records}
+    by = "case_id" if models_a & models_b else "key"
+    if by == "key" and (len(models_a) > 1 or len(models_b) > 1):
+        raise HarnessError("runs hold different checkpoints and more than one each; cannot pair them")
+    results = compare_records(run_a.records, run_b.records, settings, by=by)
+    if not results:
+        raise HarnessError("the two runs have no case in common")
+    name_a = run_a.meta.run_id
+    name_b = run_b.meta.run_id
+    return Comparison(name_a, name_b, settings, results, problems)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.corpus import (
+    XTREME_LANGUAGES,
+    available_languages,
+    check_languages,
+    fetch_tatoeba,
+    read_pairs,
+    resolve_corpus,
+)
+from harness.errors import HarnessError
+
+
+def _write(d: Path, lang: str, text: list[str], eng: list[str]) -> None:
+    (d / f"tatoeba.{lang}-eng.{lang}").write_text("\n".join(text) + "\n", encoding="utf-8")
+    (d / f"tatoeba.{lang}-eng.eng").write_text("\n".join(eng) + "\n", encoding="utf-8")
+
+
+def test_xtreme_has_36_languages() -> None:
+    assert len(XTREME_LANGUAGES) == 36
+    assert "cmn" in XTREME_LANGUAGES and "pes" in XTREME_LANGUAGES
+
+
+def test_code_mapping(small_corpus: Path) -> None:
+    assert check_languages(small_corpus, ["de", "ja", "heb", "zh", "ar+th"]) == [
+        "deu", "jpn", "heb", "cmn", "ara+tha"]
+
+
+def test_unknown_language_lists_available(small_corpus: Path) -> None:
+    with pytest.raises(HarnessError, match="unknown language 'xx'; available: ara, cmn, deu"):
+        check_languages(small_corpus, ["xx"])
+
+
+def test_blank_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    _write(tmp_path, "abc", ["eins", "", "drei", "vier"], ["one", "two", "", "four"])
+    pairs = read_pairs(tmp_path, "abc")
+    assert pairs.text == ("eins", "vier") and pairs.english == ("one", "four")
+    assert pairs.blank_skipped == 2
+
+
+def test_measure_and_train_halves_are_disjoint(small_corpus: Path) -> None:
+    pairs = read_pairs(small_corpus, "deu")
+    measure, train = pairs.split("measure"), pairs.split("train")
+    assert len(measure.text) + len(train.text) == len(pairs.text)
+    assert measure.text == pairs.text[0::2] and train.text == pairs.text[1::2]
+
+
+@pytest.mark.parametrize(
+    ("text", "eng", "message"),
+    [
+        (["a", "b"], ["a"], "not parallel"),
+        ([], [], "no sentences"),
+        (["", "  "], ["", ""], "no sentences"),
+    ],
+)
+def test_bad_corpus_files(tmp_path: Path, text: list[str], eng: list[str], message: str) -> None:
+    _write(tmp_path, "bad", text, eng)
+    with pytest.raises(HarnessError, match=message):
+        read_pairs(tmp_path, "bad")
+
+
+def test_missing_and_non_utf8(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="corpus file not found"):
+        read_pairs(tmp_path, "zzz")
+    (tmp_path / "tatoeba.lat-eng.lat").write_bytes(b"\xff\xfe bad")
+    (tmp_path / "tatoeba.lat-eng.eng").write_text("ok\n")
+    with pytest.raises(HarnessError, match="not UTF-8"):
+        read_pairs(tmp_path, "lat")
+
+
+def test_missing_corpus_dir(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="corpus directory not found"):
+        resolve_corpus(tmp_path / "nope")
+
+
+def test_any_code_in_the_layout_works(tmp_path: Path) -> None:
+    _write(tmp_path, "amh", ["ሰላም ነው።"], ["It is peace."])  # Ethiopic script
+    assert available_languages(tmp_path) == ["amh"]
+    assert read_pairs(tmp_path, "amh").text == ("ሰላም ነው።",)
+
+
+def test_fetch_uses_the_published_layout(tmp_path: Path, small_corpus: Path) -> None:
+    dest = tmp_path / "dl"
+    written = fetch_tatoeba(dest, ["heb"], base_url=small_corpus.as_uri())
+    assert sorted(p.name for p in written) == ["tatoeba.heb-eng.eng", "tatoeba.heb-eng.heb"]
+    assert read_pairs(dest, "heb") == read_pairs(small_corpus, "heb")
+    assert fetch_tatoeba(dest, ["heb"], base_url=small_corpus.as_uri()) == []  # cached
+    with pytest.raises(HarnessError, match="cannot download"):
+        fetch_tatoeba(dest, ["xyz"], base_url=small_corpus.as_uri())
