@@ -51,8 +51,11 @@ class Checkpoint:
             "head": self.spec.head,
             "path": str(self.path) if self.path else None,
             "arch": {
-                "layers": self.arch.layers, "hidden": self.arch.hidden, "ffn": self.arch.ffn,
-                "heads": self.arch.heads, "vocab": self.arch.vocab,
+                "layers": self.arch.layers,
+                "hidden": self.arch.hidden,
+                "ffn": self.arch.ffn,
+                "heads": self.arch.heads,
+                "vocab": self.arch.vocab,
                 "max_positions": self.arch.max_positions,
             },
             "weights": self.weights.to_dict(),
@@ -65,10 +68,18 @@ def xlmr_config(spec: ModelSpec) -> Any:
 
     a = spec.arch
     config = XLMRobertaConfig(
-        vocab_size=a.vocab, hidden_size=a.hidden, num_hidden_layers=a.layers,
-        num_attention_heads=a.heads, intermediate_size=a.ffn, max_position_embeddings=a.max_positions,
-        type_vocab_size=a.type_vocab, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
-        eos_token_id=2, num_labels=2 if spec.head == "question-answering" else spec.num_labels,
+        vocab_size=a.vocab,
+        hidden_size=a.hidden,
+        num_hidden_layers=a.layers,
+        num_attention_heads=a.heads,
+        intermediate_size=a.ffn,
+        max_position_embeddings=a.max_positions,
+        type_vocab_size=a.type_vocab,
+        layer_norm_eps=1e-5,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        num_labels=2 if spec.head == "question-answering" else spec.num_labels,
     )
     return config
 
@@ -80,7 +91,7 @@ def build_random_init(spec: ModelSpec, cache_dir: Path) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)
-    model = build_hf_model(spec.head, xlmr_config(spec))
+    model: Any = build_hf_model(spec.head, xlmr_config(spec))
     # Build in a private directory and rename: a killed build never leaves a half cache entry.
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
@@ -134,7 +145,7 @@ def _from_pretrained(spec: ModelSpec, where: str, allow_pickle: bool, attn: str)
         return cls.from_pretrained(where, **kwargs)
     except HarnessError:
         raise
-    except (OSError, ValueError, RuntimeError, EnvironmentError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "safetensors" in first.lower() or "header" in first.lower() or "incomplete" in first:
             raise HarnessError(f"{where}: weights file is truncated or corrupt ({first})") from None
@@ -144,7 +155,11 @@ def _from_pretrained(spec: ModelSpec, where: str, allow_pickle: bool, attn: str)
 
 
 def load_checkpoint(
-    spec: ModelSpec, cache_dir: Path, *, dtype: str = "float32", allow_pickle: bool = False,
+    spec: ModelSpec,
+    cache_dir: Path,
+    *,
+    dtype: str = "float32",
+    allow_pickle: bool = False,
     attn_implementation: str = "sdpa",
 ) -> Checkpoint:
     """Load ``spec`` as an eval-mode :class:`ServingModel` in ``dtype``.
@@ -164,7 +179,9 @@ def load_checkpoint(
         raise HarnessError(f"{spec.source}: no such checkpoint directory")
     else:
         path = None
-    hf = _from_pretrained(spec, str(path) if path else spec.source, allow_pickle, attn_implementation)
+    hf = _from_pretrained(
+        spec, str(path) if path else spec.source, allow_pickle, attn_implementation
+    )
     if getattr(hf.config, "model_type", None) != "xlm-roberta":
         raise HarnessError(f"{spec.source}: model_type {hf.config.model_type!r} is not XLM-R")
     arch = arch_from_config(hf.config.to_dict(), where=spec.source)

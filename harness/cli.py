@@ -18,8 +18,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import EXIT_ERROR, EXIT_OK, HarnessError
 
-
-
 __all__ = ["main"]
 
 DEFAULT_OUT = Path("reports")
@@ -39,7 +37,9 @@ def ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def words(text: str) -> tuple[str, ...]:
@@ -53,10 +53,16 @@ class _Parser(argparse.ArgumentParser):
         raise HarnessError(f"{self.prog}: {message}")
 
 
-def progress_bar(console: Console, total: int) -> tuple[Progress, Callable[[tuple[str, object]], None]]:
+def progress_bar(
+    console: Console, total: int
+) -> tuple[Progress, Callable[[tuple[str, object]], None]]:
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
     task = progress.add_task("starting", total=total)
 
@@ -86,15 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
         code: int = args.func(args)
         return code
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("interrupted: finished cases are recorded; continue with --resume RUN_DIR", file=sys.stderr)
+        print(
+            "interrupted: finished cases are recorded; continue with --resume RUN_DIR",
+            file=sys.stderr,
+        )
         return 130
     except BrokenPipeError:
         return EXIT_OK

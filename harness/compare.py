@@ -23,8 +23,8 @@ __all__ = [
     "CompareSettings",
     "Comparison",
     "PairResult",
-    "compare_records",
     "comparability_problems",
+    "compare_records",
     "merge_records",
 ]
 
@@ -91,9 +91,14 @@ class Comparison:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "candidate": self.candidate,
-                "settings": asdict(self.settings), "counts": self.counts(),
-                "warnings": self.warnings, "results": [r.to_dict() for r in self.results]}
+        return {
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "settings": asdict(self.settings),
+            "counts": self.counts(),
+            "warnings": self.warnings,
+            "results": [r.to_dict() for r in self.results],
+        }
 
 
 def merge_records(records: list[Record]) -> list[Record]:
@@ -111,8 +116,11 @@ def merge_records(records: list[Record]) -> list[Record]:
 
 def comparability_problems(env_a: dict[str, Any], env_b: dict[str, Any]) -> list[str]:
     """Environment facts that make timings incomparable (different CPU, library versions)."""
-    return [f"{k} differs: {env_a.get(k)!r} vs {env_b.get(k)!r}"
-            for k in COMPARABLE_KEYS if env_a.get(k) != env_b.get(k)]
+    return [
+        f"{k} differs: {env_a.get(k)!r} vs {env_b.get(k)!r}"
+        for k in COMPARABLE_KEYS
+        if env_a.get(k) != env_b.get(k)
+    ]
 
 
 def _pair_notes(a: Record, b: Record) -> list[str]:
@@ -121,8 +129,10 @@ def _pair_notes(a: Record, b: Record) -> list[str]:
     sb = {k: v for k, v in b.backend.items() if k not in _VOLATILE}
     if sa != sb:
         diff = sorted(k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k))
-        notes.append("backend settings differ: " + ", ".join(
-            f"{k} {sa.get(k)!r}→{sb.get(k)!r}" for k in diff))
+        notes.append(
+            "backend settings differ: "
+            + ", ".join(f"{k} {sa.get(k)!r}→{sb.get(k)!r}" for k in diff)
+        )
     if a.case.get("options") != b.case.get("options"):
         notes.append(f"backend options differ: {a.case.get('options')} → {b.case.get('options')}")
     ta, tb = a.tokenizer.get("sha256"), b.tokenizer.get("sha256")
@@ -154,8 +164,11 @@ def _verdict(r: PairResult, s: CompareSettings) -> str:
 
 
 def compare_records(
-    baseline: list[Record], candidate: list[Record], settings: CompareSettings | None = None,
-    *, by: str = "key",
+    baseline: list[Record],
+    candidate: list[Record],
+    settings: CompareSettings | None = None,
+    *,
+    by: str = "key",
 ) -> list[PairResult]:
     """Pair by ``key`` (same case, different checkpoints) or ``case_id`` (same checkpoint,
     two runs), compare latency samples, and adjust p-values over all pairs together."""
@@ -165,8 +178,14 @@ def compare_records(
     results: list[PairResult] = []
     for key in [k for k in side_a if k in side_b]:
         a, b = side_a[key], side_b[key]
-        res = PairResult(key=key, baseline=a.model, candidate=b.model, verdict="invalid",
-                         case=a.case, notes=_pair_notes(a, b))
+        res = PairResult(
+            key=key,
+            baseline=a.model,
+            candidate=b.model,
+            verdict="invalid",
+            case=a.case,
+            notes=_pair_notes(a, b),
+        )
         if a.status != "ok" or b.status != "ok" or len(a.samples) < 2 or len(b.samples) < 2:
             res.notes.append(f"not measured: baseline {a.status}, candidate {b.status}")
             results.append(res)

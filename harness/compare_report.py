@@ -84,8 +84,11 @@ def write_compare_report(run: Run, settings: CompareSettings | None = None) -> P
     if aa is not None:
         lines += [comparison_markdown(aa, run.path, heading="###"), ""]
     text = "\n".join(lines) + "\n"
-    payload = {"run_id": run.meta.run_id, "comparisons": [c.to_dict() for c in comparisons],
-               "noise_floor": noise_floor(aa) if aa else None}
+    payload = {
+        "run_id": run.meta.run_id,
+        "comparisons": [c.to_dict() for c in comparisons],
+        "noise_floor": noise_floor(aa) if aa else None,
+    }
     write_atomic(run.path / "comparison.json", json.dumps(payload, indent=2) + "\n")
     md = run.path / "report.md"
     write_atomic(md, text)

@@ -10,7 +10,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .compare import CompareSettings, Comparison, compare_records, comparability_problems
+from .compare import CompareSettings, Comparison, comparability_problems, compare_records
 from .config import ModelSpec
 from .env import collect_env
 from .errors import HarnessError
@@ -46,27 +46,46 @@ def _by_backend(arms: list[list[Case]]) -> list[list[list[Case]]]:
     return [[[c for c in arm if c.backend == b] for arm in arms] for b in backends]
 
 
-def _worker(arm_dicts: list[list[dict[str, Any]]], path: str, opts: RunOptions,
-            spec: InterleaveSpec, process: int) -> None:
+def _worker(
+    arm_dicts: list[list[dict[str, Any]]],
+    path: str,
+    opts: RunOptions,
+    spec: InterleaveSpec,
+    process: int,
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     arms = [[Case.from_dict(c) for c in arm] for arm in arm_dicts]
     run_interleaved(arms, RunStore(Path(path)), opts, spec, lambda e: None, process)
 
 
 def run_comparison(
-    sweep: SweepSpec, out_root: Path, opts: RunOptions, *, settings: CompareSettings,
-    interleave: InterleaveSpec, aa: bool = False, processes: int = 1,
-    models_dir: Path | None = None, emit: Callable[[Event], None] | None = None,
+    sweep: SweepSpec,
+    out_root: Path,
+    opts: RunOptions,
+    *,
+    settings: CompareSettings,
+    interleave: InterleaveSpec,
+    aa: bool = False,
+    processes: int = 1,
+    models_dir: Path | None = None,
+    emit: Callable[[Event], None] | None = None,
 ) -> Path:
     """Measure all arms interleaved (``processes`` times, each in a fresh process when > 1)."""
     emit = emit or (lambda e: None)
     arms = _arm_cases(sweep, models_dir, aa)
     meta = RunMeta(
-        run_id=new_run_id("compare"), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        kind="compare", env=collect_env(),
-        config={"sweep": sweep.to_dict(), "arms": [a[0].model.to_dict() for a in arms],
-                "settings": asdict(settings), "interleave": asdict(interleave),
-                "processes": processes, "aa": aa},
+        run_id=new_run_id("compare"),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        kind="compare",
+        env=collect_env(),
+        config={
+            "sweep": sweep.to_dict(),
+            "arms": [a[0].model.to_dict() for a in arms],
+            "settings": asdict(settings),
+            "interleave": asdict(interleave),
+            "processes": processes,
+            "aa": aa,
+        },
         planned=[c.case_id for arm in arms for c in arm],
     )
     store = RunStore.create(out_root, meta)
@@ -77,13 +96,21 @@ def run_comparison(
                 continue
             ctx = mp.get_context("spawn")
             dicts = [[c.to_dict() for c in arm] for arm in backend_arms]
-            proc = ctx.Process(target=_worker, args=(dicts, str(store.path), opts, interleave, process))
+            proc = ctx.Process(
+                target=_worker, args=(dicts, str(store.path), opts, interleave, process)
+            )
             proc.start()
             proc.join()
             if proc.exitcode != 0:
                 for c in (c for arm in backend_arms for c in arm):
-                    store.append(Record(case_id=c.case_id, case=c.to_dict(), status="error",
-                                        message=f"compare worker {process} exited with {proc.exitcode}"))
+                    store.append(
+                        Record(
+                            case_id=c.case_id,
+                            case=c.to_dict(),
+                            status="error",
+                            message=f"compare worker {process} exited with {proc.exitcode}",
+                        )
+                    )
             emit(("done-batch", len(backend_arms[0]) * len(backend_arms)))
     return store.path
 
@@ -103,7 +130,9 @@ def comparisons_of(run: Run, settings: CompareSettings) -> list[Comparison]:
     ]
 
 
-def compare_run_dirs(a: Path, b: Path, settings: CompareSettings, *, strict: bool = True) -> Comparison:
+def compare_run_dirs(
+    a: Path, b: Path, settings: CompareSettings, *, strict: bool = True
+) -> Comparison:
     """Two finished runs. Refuses (HarnessError) when their environments differ, unless not
     ``strict``, in which case the differences become warnings."""
     run_a, run_b = load_run(a), load_run(b)
@@ -114,7 +143,9 @@ def compare_run_dirs(a: Path, b: Path, settings: CompareSettings, *, strict: boo
     models_b = {r.model for r in run_b.records}
     by = "case_id" if models_a & models_b else "key"
     if by == "key" and (len(models_a) > 1 or len(models_b) > 1):
-        raise HarnessError("runs hold different checkpoints and more than one each; cannot pair them")
+        raise HarnessError(
+            "runs hold different checkpoints and more than one each; cannot pair them"
+        )
     results = compare_records(run_a.records, run_b.records, settings, by=by)
     if not results:
         raise HarnessError("the two runs have no case in common")

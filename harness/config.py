@@ -19,9 +19,9 @@ __all__ = [
     "BUILTIN_MODELS_DIR",
     "HEADS",
     "ArchSpec",
-    "arch_from_config",
     "MeasureSpec",
     "ModelSpec",
+    "arch_from_config",
     "load_model_spec",
     "read_toml",
     "resolve_model",
@@ -64,7 +64,7 @@ def _check_keys(where: str, data: dict[str, Any], cls: type) -> None:
 
 def _typed(where: str, key: str, value: Any, kind: type | tuple[type, ...]) -> Any:
     # bool is an int in Python; a TOML `true` where a size belongs is still a user error.
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise HarnessError(f"{where}: {key} must be {name}, got {value!r}")
     return value

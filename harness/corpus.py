@@ -35,12 +35,43 @@ UPSTREAM = "https://raw.githubusercontent.com/facebookresearch/LASER/main/data/t
 
 #: XTREME's two-letter code → the ISO 639-3 code Tatoeba files use.
 XTREME_CODES = {
-    "af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa",
-    "et": "est", "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin",
-    "hu": "hun", "id": "ind", "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz",
-    "ko": "kor", "ml": "mal", "mr": "mar", "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh",
-    "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl", "tr": "tur", "ur": "urd", "vi": "vie",
-    "zh": "cmn", "en": "eng",
+    "af": "afr",
+    "ar": "ara",
+    "bg": "bul",
+    "bn": "ben",
+    "de": "deu",
+    "el": "ell",
+    "es": "spa",
+    "et": "est",
+    "eu": "eus",
+    "fa": "pes",
+    "fi": "fin",
+    "fr": "fra",
+    "he": "heb",
+    "hi": "hin",
+    "hu": "hun",
+    "id": "ind",
+    "it": "ita",
+    "ja": "jpn",
+    "jv": "jav",
+    "ka": "kat",
+    "kk": "kaz",
+    "ko": "kor",
+    "ml": "mal",
+    "mr": "mar",
+    "nl": "nld",
+    "pt": "por",
+    "ru": "rus",
+    "sw": "swh",
+    "ta": "tam",
+    "te": "tel",
+    "th": "tha",
+    "tl": "tgl",
+    "tr": "tur",
+    "ur": "urd",
+    "vi": "vie",
+    "zh": "cmn",
+    "en": "eng",
 }
 XTREME_LANGUAGES = tuple(v for k, v in XTREME_CODES.items() if k != "en")
 _FILE = re.compile(r"^tatoeba\.([a-z]{2,4})-eng\.\1$")
@@ -50,8 +81,11 @@ def default_corpus_candidates() -> list[Path]:
     here = Path(__file__).resolve().parent.parent
     env = os.environ.get("HARNESS_TATOEBA")
     out = [Path(env)] if env else []
-    out += [here.parent / "shared" / "corpora" / "tatoeba", here / "shared" / "corpora" / "tatoeba",
-            Path.home() / ".cache" / "xlmr-harness" / "tatoeba"]
+    out += [
+        here.parent / "shared" / "corpora" / "tatoeba",
+        here / "shared" / "corpora" / "tatoeba",
+        Path.home() / ".cache" / "xlmr-harness" / "tatoeba",
+    ]
     return out
 
 
@@ -85,9 +119,7 @@ def normalize_code(code: str, available: list[str]) -> str:
     code = code.strip().lower()
     mapped = XTREME_CODES.get(code, code)
     if mapped not in available:
-        raise HarnessError(
-            f"unknown language {code!r}; available: {', '.join(available)}"
-        )
+        raise HarnessError(f"unknown language {code!r}; available: {', '.join(available)}")
     return mapped
 
 

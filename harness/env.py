@@ -14,7 +14,15 @@ __all__ = ["COMPARABLE_KEYS", "collect_env", "cpu_model"]
 #: Keys that must match for two runs' timings to be compared (see :mod:`harness.compare`).
 COMPARABLE_KEYS = ("cpu_model", "logical_cpus", "torch", "onnxruntime", "transformers", "machine")
 
-_PACKAGES = ("torch", "transformers", "onnxruntime", "onnx", "optimum-onnx", "numpy", "xlmr-harness")
+_PACKAGES = (
+    "torch",
+    "transformers",
+    "onnxruntime",
+    "onnx",
+    "optimum-onnx",
+    "numpy",
+    "xlmr-harness",
+)
 
 
 def cpu_model() -> str:
@@ -30,12 +38,18 @@ def cpu_model() -> str:
 def _git_sha(root: Path) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-            timeout=5, check=False,
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

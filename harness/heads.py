@@ -49,9 +49,9 @@ class ServingModel(nn.Module):
         self.head = head
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        out: Any = self.model(input_ids=input_ids, attention_mask=attention_mask)
         if self.head == "encoder":
-            hidden = out.last_hidden_state
+            hidden: torch.Tensor = out.last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         if self.head == "question-answering":

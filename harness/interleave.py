@@ -18,7 +18,7 @@ import numpy as np
 
 from .memory import PeakRSS
 from .results import Record
-from .runner import Event, RunOptions, build_record, case_inputs, prepare_group
+from .runner import Event, Group, RunOptions, build_record, case_inputs, prepare_group
 from .store import RunStore
 from .sweep import Case
 from .timing import PerfCounterTimer, Samples
@@ -35,8 +35,12 @@ class InterleaveSpec:
 
 
 def run_interleaved(
-    arms: list[list[Case]], store: RunStore, opts: RunOptions, spec: InterleaveSpec,
-    emit: Callable[[Event], None], process: int = 0,
+    arms: list[list[Case]],
+    store: RunStore,
+    opts: RunOptions,
+    spec: InterleaveSpec,
+    emit: Callable[[Event], None],
+    process: int = 0,
 ) -> None:
     """``arms[i][j]`` is case *j* for arm *i*; every arm has the same keys in the same order.
 
@@ -54,9 +58,13 @@ def run_interleaved(
             bad = [(c, g) for c, g in zip(cases, groups, strict=True) if not g.parity["ok"]]
             if bad:
                 for c in cases:
-                    rec = Record(case_id=c.case_id, case=c.to_dict(), status="invalid",
-                                 message="an arm's outputs differ from eager; not timed",
-                                 parity=groups[cases.index(c)].parity)
+                    rec = Record(
+                        case_id=c.case_id,
+                        case=c.to_dict(),
+                        status="invalid",
+                        message="an arm's outputs differ from eager; not timed",
+                        parity=groups[cases.index(c)].parity,
+                    )
                     store.append(rec)
                     emit(("done", rec))
                 continue
@@ -68,8 +76,14 @@ def run_interleaved(
             g.backend.close()
 
 
-def _interleave_case(cases: list[Case], groups: list, opts: RunOptions,  # type: ignore[type-arg]
-                     spec: InterleaveSpec, rng: np.random.Generator, process: int) -> list[Record]:
+def _interleave_case(
+    cases: list[Case],
+    groups: list[Group],
+    opts: RunOptions,
+    spec: InterleaveSpec,
+    rng: np.random.Generator,
+    process: int,
+) -> list[Record]:
     inputs = [case_inputs(c, g, opts) for c, g in zip(cases, groups, strict=True)]
     timers = [opts.timer or PerfCounterTimer(sync=g.backend.sync) for g in groups]
     memories, firsts, warmups = [], [], []
@@ -99,10 +113,19 @@ def _interleave_case(cases: list[Case], groups: list, opts: RunOptions,  # type:
     wall = time.perf_counter() - start
     records = []
     for i, case in enumerate(cases):
-        samples = Samples(warmup=warmups[i], values=values[i], stop_reason=(
-            "max_rounds" if rounds >= spec.max_rounds else "time_budget"), wall_s=wall)
+        samples = Samples(
+            warmup=warmups[i],
+            values=values[i],
+            stop_reason=("max_rounds" if rounds >= spec.max_rounds else "time_budget"),
+            wall_s=wall,
+        )
         rec = build_record(case, groups[i], inputs[i], samples, firsts[i], memories[i])
-        rec.workload["interleaved"] = {"rounds": rounds, "block": block, "arms": n_arms,
-                                       "seed": spec.seed, "process": process}
+        rec.workload["interleaved"] = {
+            "rounds": rounds,
+            "block": block,
+            "arms": n_arms,
+            "seed": spec.seed,
+            "process": process,
+        }
         records.append(rec)
     return records

@@ -45,13 +45,16 @@ def _worker(cases: list[dict[str, Any]], path: str, opts: RunOptions, q: Any) ->
     q.put(("end", None))
 
 
-def _run_isolated(group: list[Case], store: RunStore, opts: RunOptions,
-                  emit: Callable[[Event], None]) -> None:
+def _run_isolated(
+    group: list[Case], store: RunStore, opts: RunOptions, emit: Callable[[Event], None]
+) -> None:
     ctx = mp.get_context("spawn")
     pending = list(group)
     while pending:
         q = ctx.Queue()
-        proc = ctx.Process(target=_worker, args=([c.to_dict() for c in pending], str(store.path), opts, q))
+        proc = ctx.Process(
+            target=_worker, args=([c.to_dict() for c in pending], str(store.path), opts, q)
+        )
         proc.start()
         done: set[str] = set()
         current: str | None = None
@@ -96,9 +99,15 @@ def _run_isolated(group: list[Case], store: RunStore, opts: RunOptions,
         pending = [c for c in remaining if c is not failed]
         if oom:
             limit = failed.batch_size * failed.seq_len
-            for c in [c for c in pending if c.batch_size * c.seq_len >= limit and c.language is None]:
-                skip = Record(case_id=c.case_id, case=c.to_dict(), status="skipped",
-                              message=f"a smaller shape ({limit} tokens) was killed (out of memory)")
+            for c in [
+                c for c in pending if c.batch_size * c.seq_len >= limit and c.language is None
+            ]:
+                skip = Record(
+                    case_id=c.case_id,
+                    case=c.to_dict(),
+                    status="skipped",
+                    message=f"a smaller shape ({limit} tokens) was killed (out of memory)",
+                )
                 store.append(skip)
                 emit(("done", skip))
                 pending.remove(c)
@@ -135,9 +144,14 @@ def run_sweep(
         cases = [c for c in cases if c.case_id not in done]
     else:
         meta = RunMeta(
-            run_id=new_run_id(sweep.name), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            kind="sweep", env=collect_env(),
-            config={"sweep": sweep.to_dict(), "models": {c.model.name: c.model.to_dict() for c in cases}},
+            run_id=new_run_id(sweep.name),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            kind="sweep",
+            env=collect_env(),
+            config={
+                "sweep": sweep.to_dict(),
+                "models": {c.model.name: c.model.to_dict() for c in cases},
+            },
             planned=[c.case_id for c in cases],
         )
         store = RunStore.create(out_root, meta)

@@ -34,10 +34,15 @@ def checkpoint_rows(records: list[Record]) -> list[dict[str, str]]:
             continue
         w, a = ck["weights"], ck["arch"]
         seen[r.model] = {
-            "model": r.model, "source": ck["source"], "head": ck["head"],
-            "layers×hidden": f"{a['layers']}×{a['hidden']}", "params": f"{w['n_params'] / 1e6:.1f} M",
-            "weights": fmt_bytes(w["param_bytes"]), "dtype": ",".join(w["dtypes"]),
-            "zeros": f"{100 * w['zero_share']:.3f}%", "subnormals": f"{100 * w['subnormal_share']:.4f}%",
+            "model": r.model,
+            "source": ck["source"],
+            "head": ck["head"],
+            "layers×hidden": f"{a['layers']}×{a['hidden']}",
+            "params": f"{w['n_params'] / 1e6:.1f} M",
+            "weights": fmt_bytes(w["param_bytes"]),
+            "dtype": ",".join(w["dtypes"]),
+            "zeros": f"{100 * w['zero_share']:.3f}%",
+            "subnormals": f"{100 * w['subnormal_share']:.4f}%",
             "sha256": w["sha256"][:12],
         }
     return list(seen.values())
@@ -51,7 +56,8 @@ def _cold_rows(records: list[Record]) -> list[dict[str, str]]:
             continue
         extra = r.backend.get("fusions")
         rows[key] = {
-            "model": key[0], "backend": key[1],
+            "model": key[0],
+            "backend": key[1],
             "load s": f"{r.cold.get('load_s', 0):.2f}",
             "prepare s": f"{r.cold.get('prepare_s', 0):.2f}",
             "first call ms": fmt_ms(r.cold.get("first_call_s")),
@@ -62,8 +68,11 @@ def _cold_rows(records: list[Record]) -> list[dict[str, str]]:
 
 
 def _tokenizer_lines(records: list[Record]) -> list[str]:
-    kinds = {(r.tokenizer.get("kind"), r.tokenizer.get("name"), r.tokenizer.get("sha256"))
-             for r in records if r.tokenizer}
+    kinds = {
+        (r.tokenizer.get("kind"), r.tokenizer.get("name"), r.tokenizer.get("sha256"))
+        for r in records
+        if r.tokenizer
+    }
     lines = []
     for kind, name, sha in sorted(kinds, key=str):
         if kind == "surrogate":

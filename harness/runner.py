@@ -9,6 +9,7 @@ same way, slowly).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import traceback
@@ -32,8 +33,14 @@ from .timing import PerfCounterTimer, Samples, Timer, measure
 from .workloads import Batch, synthetic_batch
 
 __all__ = [
-    "Event", "Group", "RunOptions", "build_record", "case_inputs", "parity_tolerance",
-    "prepare_group", "run_group",
+    "Event",
+    "Group",
+    "RunOptions",
+    "build_record",
+    "case_inputs",
+    "parity_tolerance",
+    "prepare_group",
+    "run_group",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,8 +79,14 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _error_record(case: Case, status: str, message: str, **extra: Any) -> Record:
-    return Record(case_id=case.case_id, case=case.to_dict(), status=status, message=message,
-                  started_at=_now(), **extra)
+    return Record(
+        case_id=case.case_id,
+        case=case.to_dict(),
+        status=status,
+        message=message,
+        started_at=_now(),
+        **extra,
+    )
 
 
 @dataclass
@@ -88,8 +101,9 @@ class Group:
 def prepare_group(case: Case, opts: RunOptions) -> Group:
     torch.set_num_threads(case.threads)
     attn = dict(case.options).get("attn_implementation", "sdpa")
-    ckpt = load_checkpoint(case.model, opts.cache_dir, allow_pickle=opts.allow_pickle,
-                           attn_implementation=attn)
+    ckpt = load_checkpoint(
+        case.model, opts.cache_dir, allow_pickle=opts.allow_pickle, attn_implementation=attn
+    )
     choices = case.model.choices
     example = synthetic_batch(2, 16, ckpt.arch.vocab, choices=choices, seed=1, pad_rows=True)
     probe = synthetic_batch(3, 24, ckpt.arch.vocab, choices=choices, seed=2, pad_rows=True)
@@ -105,17 +119,23 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
     diff = float(np.max(np.abs(got - reference))) if got.shape == reference.shape else float("inf")
     tol = parity_tolerance(case.dtype, reference)
     parity = {
-        "reference": "eager float32 (cpu)", "probe_shape": list(probe.input_ids.shape),
-        "max_abs_diff": diff, "tolerance": tol, "ok": bool(diff <= tol),
+        "reference": "eager float32 (cpu)",
+        "probe_shape": list(probe.input_ids.shape),
+        "max_abs_diff": diff,
+        "tolerance": tol,
+        "ok": bool(diff <= tol),
     }
     cold = {"load_s": ckpt.load_s, "prepare_s": prepare_s}
     return Group(ckpt, backend, info, cold, parity)
 
 
-def _workload(case: Case, ckpt: Checkpoint, opts: RunOptions) -> tuple[list[Batch], dict[str, Any], dict[str, Any]]:
+def _workload(
+    case: Case, ckpt: Checkpoint, opts: RunOptions
+) -> tuple[list[Batch], dict[str, Any], dict[str, Any]]:
     if case.language is None:
-        batch = synthetic_batch(case.batch_size, case.seq_len, ckpt.arch.vocab,
-                                choices=case.model.choices, seed=0)
+        batch = synthetic_batch(
+            case.batch_size, case.seq_len, ckpt.arch.vocab, choices=case.model.choices, seed=0
+        )
         tokenizer = {"kind": "none", "note": "synthetic token ids, no tokenizer"}
         return [batch], tokenizer, {"kind": "synthetic", "n_batches": 1, "pad_share": 0.0}
     from .textload import language_workload
@@ -142,7 +162,7 @@ def case_inputs(case: Case, group: Group, opts: RunOptions) -> CaseInputs:
     batches, tokenizer, workload = _workload(case, group.ckpt, opts)
     backend = group.backend
     bound = [backend.bind(b) for b in batches]
-    calls: list[Callable[[], object]] = [lambda x=x: backend.run(x) for x in bound]
+    calls: list[Callable[[], object]] = [functools.partial(backend.run, x) for x in bound]
     return CaseInputs(batches, calls, tokenizer, workload)
 
 
@@ -156,8 +176,14 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
     return build_record(case, group, inputs, samples, first_call_s, memory)
 
 
-def build_record(case: Case, group: Group, inputs: CaseInputs, samples: Samples,
-                 first_call_s: float, memory: PeakRSS) -> Record:
+def build_record(
+    case: Case,
+    group: Group,
+    inputs: CaseInputs,
+    samples: Samples,
+    first_call_s: float,
+    memory: PeakRSS,
+) -> Record:
     """Statistics, throughput and memory of a measured case, as a versioned record."""
     batches, workload = inputs.batches, dict(inputs.workload)
     peak = memory.peak_delta()
@@ -181,15 +207,29 @@ def build_record(case: Case, group: Group, inputs: CaseInputs, samples: Samples,
         "batch_shapes": sorted({tuple(b.input_ids.shape) for b in batches}),
     }
     return Record(
-        case_id=case.case_id, case=case.to_dict(), status="ok",
+        case_id=case.case_id,
+        case=case.to_dict(),
+        status="ok",
         message="; ".join(summary.warnings),
-        checkpoint=group.ckpt.describe(), tokenizer=inputs.tokenizer, backend=group.info,
-        workload=workload, warmup=samples.warmup, samples=samples.values,
-        stop_reason=samples.stop_reason, summary=summary.to_dict(), throughput=throughput,
-        memory={"peak_rss_delta_bytes": peak, "rss_before_bytes": memory.before,
-                "method": memory.method, "param_bytes": group.ckpt.weights.param_bytes},
-        parity=group.parity, cold=group.cold | {"first_call_s": first_call_s},
-        started_at=_now(), wall_s=samples.wall_s,
+        checkpoint=group.ckpt.describe(),
+        tokenizer=inputs.tokenizer,
+        backend=group.info,
+        workload=workload,
+        warmup=samples.warmup,
+        samples=samples.values,
+        stop_reason=samples.stop_reason,
+        summary=summary.to_dict(),
+        throughput=throughput,
+        memory={
+            "peak_rss_delta_bytes": peak,
+            "rss_before_bytes": memory.before,
+            "method": memory.method,
+            "param_bytes": group.ckpt.weights.param_bytes,
+        },
+        parity=group.parity,
+        cold=group.cold | {"first_call_s": first_call_s},
+        started_at=_now(),
+        wall_s=samples.wall_s,
     )
 
 
@@ -216,13 +256,19 @@ def run_group(
                 emit(("start", case.case_id))
             size = case.batch_size * case.seq_len
             if oom_at is not None and size >= oom_at and case.language is None:
-                rec = _error_record(case, "skipped", f"a smaller shape ({oom_at} tokens) ran out of memory")
+                rec = _error_record(
+                    case, "skipped", f"a smaller shape ({oom_at} tokens) ran out of memory"
+                )
             elif not group.parity["ok"]:
                 p = group.parity
                 rec = _error_record(
-                    case, "invalid",
+                    case,
+                    "invalid",
                     f"outputs differ from eager: max |diff| {p['max_abs_diff']:.3g} > {p['tolerance']:.3g}",
-                    parity=p, backend=group.info, checkpoint=group.ckpt.describe(), cold=group.cold,
+                    parity=p,
+                    backend=group.info,
+                    checkpoint=group.ckpt.describe(),
+                    cold=group.cold,
                 )
             else:
                 try:
@@ -243,4 +289,3 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     head = text[0] if text else ""
     return f"{type(exc).__name__}: {head}" if not isinstance(exc, HarnessError) else head
-

@@ -112,8 +112,16 @@ def summarize(values: Sequence[float], n_batches: int = 1) -> Summary:
     if p50 < 1e-4:
         warnings.append("median below 0.1 ms: timer overhead is not negligible")
     return Summary(
-        n=int(x.size), mean=mean, std=std, min=float(x.min()), p50=float(p50), p90=float(p90),
-        p99=float(p99), max=float(x.max()), iqr=float(p75 - p25), rel_ci=rel_ci,
+        n=int(x.size),
+        mean=mean,
+        std=std,
+        min=float(x.min()),
+        p50=float(p50),
+        p90=float(p90),
+        p99=float(p99),
+        max=float(x.max()),
+        iqr=float(p75 - p25),
+        rel_ci=rel_ci,
         warnings=tuple(warnings),
     )
 
@@ -190,7 +198,7 @@ def adjust(pvalues: Sequence[float], method: str = "holm") -> list[float]:
     if method == "holm":
         adj = np.maximum.accumulate((m - np.arange(m)) * ranked)
     elif method == "bh":
-        adj = np.minimum.accumulate((m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
+        adj = np.minimum.accumulate(m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
     elif method == "none":
         adj = ranked
     else:

@@ -51,7 +51,9 @@ class RunStore:
             probe.write_text("")
             probe.unlink()
         except OSError as exc:
-            raise HarnessError(f"{root}: output directory is not writable ({exc.strerror})") from None
+            raise HarnessError(
+                f"{root}: output directory is not writable ({exc.strerror})"
+            ) from None
         path = root / meta.run_id
         try:
             path.mkdir()

@@ -114,7 +114,9 @@ class SweepSpec:
             raise HarnessError(f"sweep: unknown dtype {self.dtype!r} (known: {', '.join(DTYPES)})")
         for policy in self.policies:
             if policy not in POLICIES:
-                raise HarnessError(f"sweep: unknown padding policy {policy!r} ({', '.join(POLICIES)})")
+                raise HarnessError(
+                    f"sweep: unknown padding policy {policy!r} ({', '.join(POLICIES)})"
+                )
         if not self.synthetic and not self.languages:
             raise HarnessError("sweep: synthetic = false needs at least one language")
 
@@ -131,8 +133,15 @@ class SweepSpec:
         options = data.get("backend_options", {})
         if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
             raise HarnessError(f"{where}: [backend_options.NAME] must be tables")
-        for key in ("models", "backends", "batch_sizes", "seq_lens", "languages", "policies",
-                    "lang_batch_sizes"):
+        for key in (
+            "models",
+            "backends",
+            "batch_sizes",
+            "seq_lens",
+            "languages",
+            "policies",
+            "lang_batch_sizes",
+        ):
             if key in data:
                 value = data[key]
                 if not isinstance(value, list):
@@ -162,7 +171,11 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
     for backend in sweep.backends:
         check_backend(backend, sweep.device)
     cases: list[Case] = []
-    common: dict[str, Any] = {"device": sweep.device, "dtype": sweep.dtype, "threads": sweep.threads}
+    common: dict[str, Any] = {
+        "device": sweep.device,
+        "dtype": sweep.dtype,
+        "threads": sweep.threads,
+    }
     for backend, options in sweep.backend_options.items():
         if backend not in sweep.backends:
             raise HarnessError(f"sweep: options given for {backend!r}, which is not in backends")
@@ -180,8 +193,17 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
         ):
             _check_seq(spec, sweep.lang_max_len)
             group.append(
-                Case(spec, backend, batch, sweep.lang_max_len, language=lang, policy=policy,
-                     lang_batches=sweep.lang_batches, measure=sweep.measure, **common)
+                Case(
+                    spec,
+                    backend,
+                    batch,
+                    sweep.lang_max_len,
+                    language=lang,
+                    policy=policy,
+                    lang_batches=sweep.lang_batches,
+                    measure=sweep.measure,
+                    **common,
+                )
             )
         group.sort(key=lambda c: (c.language is not None, c.batch_size * c.seq_len))
         cases.extend(group)

@@ -36,7 +36,9 @@ def _fold(ids: list[int], vocab: int) -> list[int]:
     return [i if i < vocab else 4 + i % (vocab - 4) for i in ids]
 
 
-def encode_with_specials(tok: TextTokenizer, text: str, max_len: int, vocab: int) -> tuple[list[int], bool]:
+def encode_with_specials(
+    tok: TextTokenizer, text: str, max_len: int, vocab: int
+) -> tuple[list[int], bool]:
     ids = tok.encode(text)
     truncated = len(ids) + 2 > max_len
     ids = ids[: max_len - 2]
@@ -45,14 +47,18 @@ def encode_with_specials(tok: TextTokenizer, text: str, max_len: int, vocab: int
 
 def mixed_sentences(pairs: list[Pairs]) -> list[str]:
     """Round-robin over languages so every batch holds all of them."""
-    out = []
+    out: list[str] = []
     for row in zip(*(p.text for p in pairs), strict=False):
         out.extend(row)
     return out
 
 
 def build_batches(
-    rows: list[list[int]], batch_size: int, n_batches: int, policy: str, max_len: int,
+    rows: list[list[int]],
+    batch_size: int,
+    n_batches: int,
+    policy: str,
+    max_len: int,
     choices: int = 1,
 ) -> list[Batch]:
     """Deterministic batches from encoded rows (cycled if there are too few)."""
@@ -75,13 +81,14 @@ def language_workload(
     if corpus is None or case.language is None:
         raise HarnessError("language cases need a corpus directory")
     n_batches = case.lang_batches
-    tok = get_tokenizer(case.model.source, ckpt.path, corpus, cache_dir)
     pairs = [read_pairs(corpus, lang).split("measure") for lang in case.language.split("+")]
+    tok = get_tokenizer(case.model.source, ckpt.path, corpus, cache_dir)
     sentences = mixed_sentences(pairs) if len(pairs) > 1 else list(pairs[0].text)
     encoded = [encode_with_specials(tok, s, case.seq_len, ckpt.arch.vocab) for s in sentences]
     rows = [e[0] for e in encoded]
-    batches = build_batches(rows, case.batch_size, n_batches, str(case.policy), case.seq_len,
-                            case.model.choices)
+    batches = build_batches(
+        rows, case.batch_size, n_batches, str(case.policy), case.seq_len, case.model.choices
+    )
     positions = sum(b.positions for b in batches)
     real = sum(b.real_tokens for b in batches)
     workload = {
@@ -134,10 +141,16 @@ def language_stats(tok: TextTokenizer, corpus: Path, language: str, max_len: int
     unk = sum(sum(1 for t in i if t == tok.unk_id) for i in ids)
     total = int(lengths.sum())
     return LanguageStats(
-        language=language, sentences=len(ids), tokens_mean=float(lengths.mean()),
-        tokens_p50=float(np.percentile(lengths, 50)), tokens_p95=float(np.percentile(lengths, 95)),
-        tokens_max=int(lengths.max()), fertility_mean=float(ratio.mean()),
-        fertility_p50=float(np.median(ratio)), chars_per_token=chars / max(total, 1),
-        unk_share=unk / max(total, 1), truncation_rate=float(np.mean(lengths + 2 > max_len)),
+        language=language,
+        sentences=len(ids),
+        tokens_mean=float(lengths.mean()),
+        tokens_p50=float(np.percentile(lengths, 50)),
+        tokens_p95=float(np.percentile(lengths, 95)),
+        tokens_max=int(lengths.max()),
+        fertility_mean=float(ratio.mean()),
+        fertility_p50=float(np.median(ratio)),
+        chars_per_token=chars / max(total, 1),
+        unk_share=unk / max(total, 1),
+        truncation_rate=float(np.mean(lengths + 2 > max_len)),
         blank_skipped=full.blank_skipped,
     )

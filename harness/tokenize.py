@@ -11,6 +11,7 @@ record, because its token counts per language are not XLM-R's.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -52,8 +53,13 @@ class TextTokenizer:
 
     @property
     def info(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "sha256": self.sha256,
-                "vocab_size": self.vocab_size, **self.info_extra}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "sha256": self.sha256,
+            "vocab_size": self.vocab_size,
+            **self.info_extra,
+        }
 
 
 def _training_text(corpus: Path) -> str:
@@ -70,27 +76,44 @@ def _training_text(corpus: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def train_surrogate(corpus: Path, cache_dir: Path, vocab_size: int = SURROGATE_VOCAB) -> TextTokenizer:
+def train_surrogate(
+    corpus: Path, cache_dir: Path, vocab_size: int = SURROGATE_VOCAB
+) -> TextTokenizer:
     """Train (once, cached by the training text's hash) the surrogate unigram tokenizer."""
     import sentencepiece as spm
 
     text = _training_text(corpus)
+    if not text.strip():
+        raise HarnessError(f"{corpus}: no sentences to train the surrogate tokenizer on")
     key = hashlib.sha256(f"unigram:{vocab_size}:cov1.0:".encode() + text.encode()).hexdigest()[:12]
     name = f"surrogate-unigram-{vocab_size}-{key}"
     folder = cache_dir / "tokenizers"
     model = folder / f"{name}.model"
     if not model.is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            data = Path(tmp) / "train.txt"
-            data.write_text(text, encoding="utf-8")
-            spm.SentencePieceTrainer.train(
-                input=str(data), model_prefix=str(Path(tmp) / "m"), vocab_size=vocab_size,
-                model_type="unigram", character_coverage=1.0, bos_id=0, pad_id=1, eos_id=2,
-                unk_id=3, hard_vocab_limit=False, num_threads=1, shuffle_input_sentence=False,
-                input_sentence_size=0, minloglevel=2,
-            )
-            os.replace(Path(tmp) / "m.model", model)
+        # Sentences from an iterator and the model to memory: no file paths end up inside the
+        # model proto, so the same text always gives byte-identical models (and hashes).
+        buffer = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(text.splitlines()),
+            model_writer=buffer,
+            vocab_size=vocab_size,
+            model_type="unigram",
+            character_coverage=1.0,
+            bos_id=0,
+            pad_id=1,
+            eos_id=2,
+            unk_id=3,
+            hard_vocab_limit=False,
+            num_threads=1,
+            shuffle_input_sentence=False,
+            input_sentence_size=0,
+            minloglevel=2,
+        )
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buffer.getvalue())
+        os.replace(tmp, model)
     return load_surrogate(model, name)
 
 
@@ -98,9 +121,16 @@ def load_surrogate(model: Path, name: str) -> TextTokenizer:
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(model))
-    return TextTokenizer(sp, "surrogate", name, _sha256_file(model), sp.unk_id(),
-                         sp.get_piece_size(), {"trained_on": "odd lines of every Tatoeba language"},
-                         path=model)
+    return TextTokenizer(
+        sp,
+        "surrogate",
+        name,
+        _sha256_file(model),
+        sp.unk_id(),
+        sp.get_piece_size(),
+        {"trained_on": "odd lines of every Tatoeba language"},
+        path=model,
+    )
 
 
 def checkpoint_tokenizer(path_or_id: str) -> TextTokenizer | None:
@@ -114,10 +144,18 @@ def checkpoint_tokenizer(path_or_id: str) -> TextTokenizer | None:
         tok = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=False)
     except Exception:
         return None
-    files = sorted(p for p in local.iterdir() if p.name in _TOKENIZER_FILES) if local.is_dir() else []
+    files = (
+        sorted(p for p in local.iterdir() if p.name in _TOKENIZER_FILES) if local.is_dir() else []
+    )
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest() if files else ""
-    return TextTokenizer(tok, "checkpoint", f"{type(tok).__name__}({path_or_id})", digest,
-                         int(tok.unk_token_id if tok.unk_token_id is not None else -1), len(tok))
+    return TextTokenizer(
+        tok,
+        "checkpoint",
+        f"{type(tok).__name__}({path_or_id})",
+        digest,
+        int(tok.unk_token_id if tok.unk_token_id is not None else -1),
+        len(tok),
+    )
 
 
 def get_tokenizer(source: str, path: Path | None, corpus: Path, cache_dir: Path) -> TextTokenizer:
@@ -125,7 +163,11 @@ def get_tokenizer(source: str, path: Path | None, corpus: Path, cache_dir: Path)
     train-intermediate`` saves it beside the weights); else the surrogate for this corpus."""
     if path is not None and (path / SURROGATE_FILE).is_file():
         meta = path / "harness_spec.json"
-        name = json.loads(meta.read_text()).get("tokenizer", {}).get("name") if meta.is_file() else None
+        name = (
+            json.loads(meta.read_text()).get("tokenizer", {}).get("name")
+            if meta.is_file()
+            else None
+        )
         return load_surrogate(path / SURROGATE_FILE, name or f"surrogate({path.name})")
     own = checkpoint_tokenizer(str(path) if path else source) if path or "/" in source else None
     return own or train_surrogate(corpus, cache_dir)

@@ -37,8 +37,11 @@ from .workloads import BOS, EOS, PAD
 
 __all__ = ["TASKS", "TrainSpec", "train_intermediate"]
 
-TASKS = {"pair-classification": "sequence-classification", "span": "question-answering",
-         "multiple-choice": "multiple-choice"}
+TASKS = {
+    "pair-classification": "sequence-classification",
+    "span": "question-answering",
+    "multiple-choice": "multiple-choice",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +83,9 @@ def _fold(ids: list[int], vocab: int) -> list[int]:
     return [i if i < vocab else 4 + i % (vocab - 4) for i in ids]
 
 
-def make_batch(task: str, sents: list[list[int]], rng: random.Random, size: int, max_len: int) -> dict[str, torch.Tensor]:
+def make_batch(
+    task: str, sents: list[list[int]], rng: random.Random, size: int, max_len: int
+) -> dict[str, torch.Tensor]:
     """One training batch of the task's shape from tokenized English sentences."""
     pick = [sents[rng.randrange(len(sents))] for _ in range(size)]
     if task == "pair-classification":
@@ -91,7 +96,7 @@ def make_batch(task: str, sents: list[list[int]], rng: random.Random, size: int,
                 other = [t for t in s if rng.random() > 0.2] or s[:1]
             elif label == 1:
                 cut = rng.randrange(len(s) + 1)
-                other = s[:cut] + [7, 8] + s[cut:]  # a fixed 'negation' marker pair
+                other = [*s[:cut], 7, 8, *s[cut:]]  # a fixed 'negation' marker pair
             else:
                 other = sents[rng.randrange(len(sents))]
             rows.append(_pack(s, other, max_len))
@@ -103,7 +108,7 @@ def make_batch(task: str, sents: list[list[int]], rng: random.Random, size: int,
         for s in pick:
             others = [sents[rng.randrange(len(sents))] for _ in range(2)]
             pos = rng.randrange(3)
-            parts = others[:pos] + [s] + others[pos:]
+            parts = [*others[:pos], s, *others[pos:]]
             question = s[: max(1, min(4, len(s)))]
             context: list[int] = []
             for p in parts:
@@ -119,21 +124,30 @@ def make_batch(task: str, sents: list[list[int]], rng: random.Random, size: int,
             starts.append(offset + a0)
             ends.append(offset + a1)
         ids, mask = _pad(rows)
-        return {"input_ids": ids, "attention_mask": mask, "start_positions": torch.tensor(starts),
-                "end_positions": torch.tensor(ends)}
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "start_positions": torch.tensor(starts),
+            "end_positions": torch.tensor(ends),
+        }
     # multiple choice: 4 endings, one of them the sentence's own second half
-    rows4, labels = [], []
+    rows4: list[list[int]] = []
+    labels = []
     for s in pick:
         half = max(1, len(s) // 2)
         endings = [s[half:] or s[-1:]] + [
-            (o := sents[rng.randrange(len(sents))])[len(o) // 2 :] or o[-1:] for _ in range(3)]
+            (o := sents[rng.randrange(len(sents))])[len(o) // 2 :] or o[-1:] for _ in range(3)
+        ]
         order = list(range(4))
         rng.shuffle(order)
         rows4.extend(_pack(s[:half], endings[k], max_len) for k in order)
         labels.append(order.index(0))
     ids, mask = _pad(rows4)
-    return {"input_ids": ids.view(size, 4, -1), "attention_mask": mask.view(size, 4, -1),
-            "labels": torch.tensor(labels)}
+    return {
+        "input_ids": ids.view(size, 4, -1),
+        "attention_mask": mask.view(size, 4, -1),
+        "labels": torch.tensor(labels),
+    }
 
 
 def _english(tok: TextTokenizer, corpus: Path, language: str, vocab: int) -> list[list[int]]:
@@ -143,7 +157,11 @@ def _english(tok: TextTokenizer, corpus: Path, language: str, vocab: int) -> lis
 
 
 def train_intermediate(
-    baseline: ModelSpec, out: Path, spec: TrainSpec, corpus: Path, cache_dir: Path,
+    baseline: ModelSpec,
+    out: Path,
+    spec: TrainSpec,
+    corpus: Path,
+    cache_dir: Path,
     allow_pickle: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune ``baseline`` on ``spec.task``; save a loadable checkpoint directory at ``out``."""
@@ -154,9 +172,10 @@ def train_intermediate(
     head = TASKS[spec.task]
     from .checkpoints import xlmr_config
 
-    config = xlmr_config(ModelSpec(name=baseline.name, source="random-init", head=head,
-                                   arch=base.arch, num_labels=3))
-    model = build_hf_model(head, config)
+    config = xlmr_config(
+        ModelSpec(name=baseline.name, source="random-init", head=head, arch=base.arch, num_labels=3)
+    )
+    model: Any = build_hf_model(head, config)
     encoder_state = base.model.model.state_dict()
     missing = model.roberta.load_state_dict(encoder_state, strict=False)
     # The multiple-choice head pools through RoBERTa's pooler, which a mean-pooling encoder
@@ -184,16 +203,26 @@ def train_intermediate(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True)
-    spec_dict = {"head": head, "name": out.name, "baseline": baseline.to_dict(),
-                 "tokenizer": tok.info}
+    spec_dict = {
+        "head": head,
+        "name": out.name,
+        "baseline": baseline.to_dict(),
+        "tokenizer": tok.info,
+    }
     (tmp / "harness_spec.json").write_text(json.dumps(spec_dict, indent=2))
     if tok.kind == "surrogate" and tok.path is not None:
         shutil.copy(tok.path, tmp / SURROGATE_FILE)
     summary = {
-        "task": spec.task, "head": head, "train": asdict(spec), "steps": spec.steps,
-        "seconds": time.perf_counter() - start, "baseline_sha256": base.weights.sha256,
-        "tokenizer": tok.info, "first_loss": log[0]["loss"],
-        "last_loss": sum(r["loss"] for r in log[-10:]) / min(10, len(log)), "log": log,
+        "task": spec.task,
+        "head": head,
+        "train": asdict(spec),
+        "steps": spec.steps,
+        "seconds": time.perf_counter() - start,
+        "baseline_sha256": base.weights.sha256,
+        "tokenizer": tok.info,
+        "first_loss": log[0]["loss"],
+        "last_loss": sum(r["loss"] for r in log[-10:]) / min(10, len(log)),
+        "log": log,
     }
     (tmp / "training_log.json").write_text(json.dumps(summary, indent=2))
     if out.exists():

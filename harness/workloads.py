@@ -42,7 +42,12 @@ class Batch:
 
 
 def synthetic_batch(
-    batch_size: int, seq_len: int, vocab: int, *, choices: int = 1, seed: int = 0,
+    batch_size: int,
+    seq_len: int,
+    vocab: int,
+    *,
+    choices: int = 1,
+    seed: int = 0,
     pad_rows: bool = False,
 ) -> Batch:
     """A seeded batch of random ids. ``pad_rows`` pads some rows to different lengths, which
@@ -60,7 +65,9 @@ def synthetic_batch(
         ids[r, length:] = PAD
         mask[r, length:] = 0
     if choices > 1:
-        return Batch(ids.view(batch_size, choices, seq_len), mask.view(batch_size, choices, seq_len))
+        return Batch(
+            ids.view(batch_size, choices, seq_len), mask.view(batch_size, choices, seq_len)
+        )
     return Batch(ids, mask)
 
 

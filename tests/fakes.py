@@ -18,7 +18,11 @@ class FakeTimer:
 
     def time(self, fn: Callable[[], object]) -> float:
         fn()
-        cost = self.costs(self.calls) if callable(self.costs) else self.costs[self.calls % len(self.costs)]
+        cost = (
+            self.costs(self.calls)
+            if callable(self.costs)
+            else self.costs[self.calls % len(self.costs)]
+        )
         self.calls += 1
         self.t += cost
         return cost

@@ -37,8 +37,11 @@ def test_parity_with_eager(head: str, backend: str, cache_dir: Path) -> None:
     got = b.output(b.run(b.bind(probe)))
     b.close()
     expected_shape = {
-        "encoder": (3, 32), "sequence-classification": (3, 5), "question-answering": (3, 2, 37),
-        "token-classification": (3, 37, 5), "multiple-choice": (3, 4),
+        "encoder": (3, 32),
+        "sequence-classification": (3, 5),
+        "question-answering": (3, 2, 37),
+        "token-classification": (3, 37, 5),
+        "multiple-choice": (3, 4),
     }[head]
     assert got.shape == reference.shape == expected_shape
     np.testing.assert_allclose(got, reference, atol=1e-4, rtol=1e-4)

@@ -23,12 +23,35 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return code, out, err
 
 
-def test_end_to_end_run_directory(tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_end_to_end_run_directory(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_dir = tmp_path / "reports"
     code, out, err = _run(
-        ["run", "-m", "xlmr-tiny", "-b", "eager", "-b", "torchscript", "-b", "onnxruntime",
-         "--batch-sizes", "1,2", "--seq-lens", "8,16", "--threads", "1", "--out", str(out_dir),
-         "--cache-dir", str(cache_dir), *FAST], capsys)
+        [
+            "run",
+            "-m",
+            "xlmr-tiny",
+            "-b",
+            "eager",
+            "-b",
+            "torchscript",
+            "-b",
+            "onnxruntime",
+            "--batch-sizes",
+            "1,2",
+            "--seq-lens",
+            "8,16",
+            "--threads",
+            "1",
+            "--out",
+            str(out_dir),
+            "--cache-dir",
+            str(cache_dir),
+            *FAST,
+        ],
+        capsys,
+    )
     assert code == 0, err
     (run_dir,) = out_dir.iterdir()
     run = load_run(run_dir)
@@ -43,7 +66,11 @@ def test_end_to_end_run_directory(tmp_path: Path, cache_dir: Path, capsys: pytes
         assert rec.parity["ok"] and rec.parity["max_abs_diff"] <= rec.parity["tolerance"]
         assert rec.cold["prepare_s"] >= 0 and rec.cold["first_call_s"] > 0
         assert rec.checkpoint["weights"]["sha256"] and rec.tokenizer["kind"] == "none"
-        assert rec.case["threads"] == 1 and rec.stop_reason in ("converged", "time_budget", "max_iters")
+        assert rec.case["threads"] == 1 and rec.stop_reason in (
+            "converged",
+            "time_budget",
+            "max_iters",
+        )
         assert rec.throughput["sequences_per_s"] > 0 and rec.memory["param_bytes"] > 0
     ort = next(r for r in run.records if r.case["backend"] == "onnxruntime")
     assert ort.backend["intra_op_num_threads"] == 1
@@ -55,12 +82,20 @@ def test_end_to_end_run_directory(tmp_path: Path, cache_dir: Path, capsys: pytes
     assert "p50 ms" in out  # the rich table was printed
 
 
-def test_report_command_rewrites(tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_rewrites(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out_dir = tmp_path / "r"
-    assert _run(["run", "-m", "xlmr-tiny", "--out", str(out_dir), "--cache-dir", str(cache_dir), *FAST], capsys)[0] == 0
+    assert (
+        _run(
+            ["run", "-m", "xlmr-tiny", "--out", str(out_dir), "--cache-dir", str(cache_dir), *FAST],
+            capsys,
+        )[0]
+        == 0
+    )
     (run_dir,) = out_dir.iterdir()
     (run_dir / "report.md").unlink()
-    code, out, _ = _run(["report", str(run_dir)], capsys)
+    code, _, _ = _run(["report", str(run_dir)], capsys)
     assert code == 0 and (run_dir / "report.md").is_file()
 
 
@@ -90,8 +125,14 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["run", "-m", "xlmr-tiny", "--seq-lens", "600"], "exceeds what xlmr-tiny allows"),
         (["run", "-m", "xlmr-tiny", "--batch-sizes", "x"], "comma-separated integers"),
         (["run", "-m", "xlmr-tiny", "-b", "tensorrt"], "unknown backend"),
-        (["run", "-m", "xlmr-tiny", "--languages", "xx", "--corpus", str(empty_corpus)], "unknown language 'xx'"),
-        (["run", "-m", "xlmr-tiny", "--languages", "de", "--corpus", str(tmp_path / "nocorpus")], "corpus directory not found"),
+        (
+            ["run", "-m", "xlmr-tiny", "--languages", "xx", "--corpus", str(empty_corpus)],
+            "unknown language 'xx'",
+        ),
+        (
+            ["run", "-m", "xlmr-tiny", "--languages", "de", "--corpus", str(tmp_path / "nocorpus")],
+            "corpus directory not found",
+        ),
         (["run", "-m", "xlmr-tiny", "--threads", "0"], "threads must be > 0"),
         (["run", "-m", "xlmr-tiny", "--out", str(blocker / "sub")], "not writable"),
         (["run", "-m", "xlmr-tiny", "--device", "gpu"], "invalid choice"),
@@ -102,15 +143,19 @@ def _bad_inputs(tmp_path: Path) -> list[tuple[list[str], str]]:
     ]
 
 
-def test_bad_input_battery(tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str],
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_battery(
+    tmp_path: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.chdir(tmp_path)
     cases = _bad_inputs(tmp_path)
     assert len(cases) >= 15
     for args, message in cases:
         out_dir = tmp_path / "out"
         extra = [] if "--out" in args else ["--out", str(out_dir)]
-        code, out, err = _run([*args, *extra] if args[0] == "run" else args, capsys)
+        code, _, err = _run([*args, *extra] if args[0] == "run" else args, capsys)
         assert code == 2, (args, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, err)
@@ -118,15 +163,31 @@ def test_bad_input_battery(tmp_path: Path, cache_dir: Path, capsys: pytest.Captu
         assert not out_dir.exists() or not any(out_dir.iterdir()), f"half-written output for {args}"
 
 
-def test_empty_corpus_file_is_an_error_per_case(tmp_path: Path, cache_dir: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_corpus_file_is_an_error_per_case(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "tatoeba.deu-eng.deu").write_text("\n\n")
     (corpus / "tatoeba.deu-eng.eng").write_text("\n\n")
-    code, _, err = _run(["run", "-m", "xlmr-tiny", "--languages", "deu", "--no-synthetic",
-                         "--corpus", str(corpus), "--out", str(tmp_path / "o"),
-                         "--cache-dir", str(cache_dir), *FAST], capsys)
+    code, _, _ = _run(
+        [
+            "run",
+            "-m",
+            "xlmr-tiny",
+            "--languages",
+            "deu",
+            "--no-synthetic",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(tmp_path / "o"),
+            "--cache-dir",
+            str(cache_dir),
+            *FAST,
+        ],
+        capsys,
+    )
     assert code == 0
     (run_dir,) = (tmp_path / "o").iterdir()
     (rec,) = load_run(run_dir).records
@@ -134,8 +195,14 @@ def test_empty_corpus_file_is_an_error_per_case(tmp_path: Path, cache_dir: Path,
 
 
 def test_module_entry_point_has_no_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", "-m", "nope"], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "-m", "nope"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown model 'nope'")
     assert "Traceback" not in proc.stderr

@@ -11,9 +11,19 @@ from harness.errors import HarnessError
 
 def test_builtin_specs_have_xlmr_hyperparameters() -> None:
     base = resolve_model("xlmr-base")
-    assert (base.arch.layers, base.arch.hidden, base.arch.ffn, base.arch.heads) == (12, 768, 3072, 12)
+    assert (base.arch.layers, base.arch.hidden, base.arch.ffn, base.arch.heads) == (
+        12,
+        768,
+        3072,
+        12,
+    )
     large = resolve_model("xlmr-large")
-    assert (large.arch.layers, large.arch.hidden, large.arch.ffn, large.arch.heads) == (24, 1024, 4096, 16)
+    assert (large.arch.layers, large.arch.hidden, large.arch.ffn, large.arch.heads) == (
+        24,
+        1024,
+        4096,
+        16,
+    )
     for spec in (base, large):
         assert (spec.arch.vocab, spec.arch.max_positions, spec.arch.type_vocab) == (250002, 514, 1)
         assert spec.arch.max_seq_len == 512
@@ -21,8 +31,12 @@ def test_builtin_specs_have_xlmr_hyperparameters() -> None:
 
 @pytest.mark.parametrize(
     ("name", "head"),
-    [("xlmr-base-nli", "sequence-classification"), ("xlmr-base-qa", "question-answering"),
-     ("xlmr-base-ner", "token-classification"), ("xlmr-base-mc", "multiple-choice")],
+    [
+        ("xlmr-base-nli", "sequence-classification"),
+        ("xlmr-base-qa", "question-answering"),
+        ("xlmr-base-ner", "token-classification"),
+        ("xlmr-base-mc", "multiple-choice"),
+    ],
 )
 def test_head_specs(name: str, head: str) -> None:
     assert resolve_model(name).head == head
@@ -55,11 +69,19 @@ def test_missing_local_dir(tmp_path: Path) -> None:
 def test_local_dir_reads_arch_and_refuses_other_families(tmp_path: Path) -> None:
     good = tmp_path / "good"
     good.mkdir()
-    (good / "config.json").write_text(json.dumps({
-        "model_type": "xlm-roberta", "num_hidden_layers": 3, "hidden_size": 32,
-        "intermediate_size": 64, "num_attention_heads": 4, "vocab_size": 100,
-        "max_position_embeddings": 66,
-    }))
+    (good / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "xlm-roberta",
+                "num_hidden_layers": 3,
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_attention_heads": 4,
+                "vocab_size": 100,
+                "max_position_embeddings": 66,
+            }
+        )
+    )
     spec = resolve_model(str(good))
     assert spec.arch.layers == 3 and spec.arch.max_seq_len == 64
     bert = tmp_path / "bert"

@@ -27,7 +27,12 @@ def test_xtreme_has_36_languages() -> None:
 
 def test_code_mapping(small_corpus: Path) -> None:
     assert check_languages(small_corpus, ["de", "ja", "heb", "zh", "ar+th"]) == [
-        "deu", "jpn", "heb", "cmn", "ara+tha"]
+        "deu",
+        "jpn",
+        "heb",
+        "cmn",
+        "ara+tha",
+    ]
 
 
 def test_unknown_language_lists_available(small_corpus: Path) -> None:

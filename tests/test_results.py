@@ -18,8 +18,13 @@ def _meta(run_id: str = "r1") -> RunMeta:
 
 
 def _record(i: int, status: str = "ok") -> Record:
-    return Record(case_id=f"m/eager/cpu/float32/b{i}/s16/t1", case={"batch_size": i}, status=status,
-                  samples=[0.001 * i, 0.002], summary={"p50": 0.0015})
+    return Record(
+        case_id=f"m/eager/cpu/float32/b{i}/s16/t1",
+        case={"batch_size": i},
+        status=status,
+        samples=[0.001 * i, 0.002],
+        summary={"p50": 0.0015},
+    )
 
 
 def test_round_trip_and_schema_version(tmp_path: Path) -> None:
@@ -28,7 +33,10 @@ def test_round_trip_and_schema_version(tmp_path: Path) -> None:
     store.append(_record(2, "error"))
     run = load_run(store.path)
     assert run.meta.schema_version == SCHEMA_VERSION == 1
-    assert [r.to_dict() for r in run.records] == [_record(1).to_dict(), _record(2, "error").to_dict()]
+    assert [r.to_dict() for r in run.records] == [
+        _record(1).to_dict(),
+        _record(2, "error").to_dict(),
+    ]
     assert store.done() == {_record(1).case_id}  # errors are retried on resume
     assert run.records[0].key == "eager/cpu/float32/b1/s16/t1"
     assert run.records[0].model == "m"

@@ -34,8 +34,8 @@ def test_median_rel_ci() -> None:
     assert median_rel_ci([1.0] * 50) == 0.0
     x = list(np.linspace(0.9, 1.1, 101))
     ci = median_rel_ci(x)
-    # order statistics 40 and 60 (1-based) of a uniform grid: about ±0.04 around 1.0
-    assert 0.03 < ci < 0.05
+    # n=101: binomial quantile k=41, so order statistics 41 and 61 (1-based) = 0.98 and 1.02
+    assert ci == pytest.approx(0.02)
 
 
 def _lognormal(seed: int, scale: float, n: int = 200) -> list[float]:

@@ -11,8 +11,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_expansion_is_explicit_grouped_and_cheapest_first() -> None:
-    sweep = SweepSpec(models=("xlmr-tiny", "xlmr-tiny-deep"), backends=("eager", "onnxruntime"),
-                      batch_sizes=(8, 1), seq_lens=(64, 16), threads=2)
+    sweep = SweepSpec(
+        models=("xlmr-tiny", "xlmr-tiny-deep"),
+        backends=("eager", "onnxruntime"),
+        batch_sizes=(8, 1),
+        seq_lens=(64, 16),
+        threads=2,
+    )
     cases = expand(sweep)
     assert len(cases) == 2 * 2 * 2 * 2
     groups = [c.group for c in cases]
@@ -23,13 +28,24 @@ def test_expansion_is_explicit_grouped_and_cheapest_first() -> None:
 
 
 def test_language_cases() -> None:
-    sweep = SweepSpec(models=("xlmr-tiny",), backends=("eager",), batch_sizes=(4,), seq_lens=(16,),
-                      languages=("deu", "jpn"), policies=("fixed", "sorted"), lang_max_len=64)
+    sweep = SweepSpec(
+        models=("xlmr-tiny",),
+        backends=("eager",),
+        batch_sizes=(4,),
+        seq_lens=(16,),
+        languages=("deu", "jpn"),
+        policies=("fixed", "sorted"),
+        lang_max_len=64,
+    )
     cases = expand(sweep)
     lang = [c for c in cases if c.language]
     assert len(cases) == 1 + 4
     assert {(c.language, c.policy) for c in lang} == {
-        ("deu", "fixed"), ("deu", "sorted"), ("jpn", "fixed"), ("jpn", "sorted")}
+        ("deu", "fixed"),
+        ("deu", "sorted"),
+        ("jpn", "fixed"),
+        ("jpn", "sorted"),
+    }
     assert all(c.seq_len == 64 for c in lang)
     assert cases[0].language is None  # synthetic first
 

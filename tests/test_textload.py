@@ -42,10 +42,10 @@ def test_multiple_choice_rows_repeat_per_choice() -> None:
 
 def test_language_stats(small_corpus: Path, cache_dir: Path) -> None:
     tok = train_surrogate(small_corpus, cache_dir, vocab_size=800)
-    deu = language_stats(tok, small_corpus, "deu", max_len=8)
+    deu = language_stats(tok, small_corpus, "deu", max_len=40)
     assert deu.sentences == 60
     assert deu.tokens_p50 <= deu.tokens_p95 <= deu.tokens_max
-    assert 0 < deu.truncation_rate < 1  # some German sentences exceed 6 pieces
+    assert 0 < deu.truncation_rate < 1  # some German sentences exceed 38 pieces of this vocab
     assert deu.fertility_mean > 0.5 and deu.chars_per_token > 1
     jpn = language_stats(tok, small_corpus, "jpn", max_len=128)
     assert jpn.truncation_rate == 0.0
@@ -53,11 +53,22 @@ def test_language_stats(small_corpus: Path, cache_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("language", ["heb", "ara", "jpn", "cmn", "tha", "hin+deu"])
-def test_language_end_to_end(language: str, small_corpus: Path, cache_dir: Path, tmp_path: Path) -> None:
-    sweep = SweepSpec(models=("xlmr-tiny",), backends=("eager",), batch_sizes=(4,), seq_lens=(16,),
-                      synthetic=False, languages=(language,), policies=("longest", "fixed"),
-                      lang_max_len=32, lang_batches=3, isolate=False,
-                      measure=MeasureSpec(min_iters=6, max_time_s=0.2))
+def test_language_end_to_end(
+    language: str, small_corpus: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    sweep = SweepSpec(
+        models=("xlmr-tiny",),
+        backends=("eager",),
+        batch_sizes=(4,),
+        seq_lens=(16,),
+        synthetic=False,
+        languages=(language,),
+        policies=("longest", "fixed"),
+        lang_max_len=32,
+        lang_batches=3,
+        isolate=False,
+        measure=MeasureSpec(min_iters=6, max_time_s=0.2),
+    )
     path = run_sweep(sweep, tmp_path, RunOptions(cache_dir=cache_dir, corpus=small_corpus))
     records = load_run(path).records
     assert [r.status for r in records] == ["ok", "ok"]

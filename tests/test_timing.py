@@ -11,7 +11,9 @@ from .fakes import FakeTimer
 def test_constant_cost_converges_at_min_iters() -> None:
     timer = FakeTimer([0.01])
     calls = []
-    spec = MeasureSpec(warmup_iters=3, min_iters=10, max_iters=100, target_rel_ci=0.02, max_time_s=10)
+    spec = MeasureSpec(
+        warmup_iters=3, min_iters=10, max_iters=100, target_rel_ci=0.02, max_time_s=10
+    )
     out = measure(timer, [lambda: calls.append(1)], spec)
     assert len(out.warmup) == 3
     assert len(out.values) == 10
@@ -32,7 +34,9 @@ def test_warmup_excluded_from_values() -> None:
 def test_time_budget_stops_noisy_case() -> None:
     # Alternating 1 ms / 3 ms never converges to 2 %: the budget (0.5 s) must stop it.
     timer = FakeTimer([0.001, 0.003])
-    spec = MeasureSpec(warmup_iters=0, min_iters=10, max_iters=100000, target_rel_ci=0.02, max_time_s=0.5)
+    spec = MeasureSpec(
+        warmup_iters=0, min_iters=10, max_iters=100000, target_rel_ci=0.02, max_time_s=0.5
+    )
     out = measure(timer, [lambda: None], spec)
     assert out.stop_reason == "time_budget"
     assert sum(out.values) == pytest.approx(0.5, abs=0.004)
@@ -41,7 +45,9 @@ def test_time_budget_stops_noisy_case() -> None:
 
 def test_max_iters_stops_first() -> None:
     timer = FakeTimer([0.001, 0.003])
-    spec = MeasureSpec(warmup_iters=0, min_iters=5, max_iters=40, target_rel_ci=0.001, max_time_s=100)
+    spec = MeasureSpec(
+        warmup_iters=0, min_iters=5, max_iters=40, target_rel_ci=0.001, max_time_s=100
+    )
     out = measure(timer, [lambda: None], spec)
     assert out.stop_reason == "max_iters"
     assert len(out.values) == 40

@@ -17,7 +17,9 @@ def test_surrogate_is_deterministic_and_identified(small_corpus: Path, tmp_path:
     assert (sp.bos_id(), sp.pad_id(), sp.eos_id(), sp.unk_id()) == (0, 1, 2, 3)
 
 
-def test_surrogate_is_trained_without_measured_sentences(small_corpus: Path, tmp_path: Path) -> None:
+def test_surrogate_is_trained_without_measured_sentences(
+    small_corpus: Path, tmp_path: Path
+) -> None:
     from harness.tokenize import _training_text
 
     text = _training_text(small_corpus).splitlines()

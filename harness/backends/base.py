@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "BackendContext", "validate_options"]
 
 
-def validate_options(backend: str, options: dict[str, str], allowed: dict[str, tuple[str, ...]]) -> None:
+def validate_options(
+    backend: str, options: dict[str, str], allowed: dict[str, tuple[str, ...]]
+) -> None:
     from ..errors import HarnessError
 
     for key, value in options.items():
@@ -24,7 +26,9 @@ def validate_options(backend: str, options: dict[str, str], allowed: dict[str, t
             known = ", ".join(allowed) or "none"
             raise HarnessError(f"backend {backend!r} has no option {key!r} (options: {known})")
         if str(value) not in allowed[key]:
-            raise HarnessError(f"backend {backend!r}: {key} must be one of {', '.join(allowed[key])}")
+            raise HarnessError(
+                f"backend {backend!r}: {key} must be one of {', '.join(allowed[key])}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,8 +21,12 @@ def torch_sync(device: str) -> None:
 
 def torch_dtype(name: str) -> torch.dtype:
     """``tf32`` computes in float32 storage with TF32 matmuls (enabled by the CUDA backends)."""
-    return {"float32": torch.float32, "tf32": torch.float32, "bfloat16": torch.bfloat16,
-            "float16": torch.float16}[name]
+    return {
+        "float32": torch.float32,
+        "tf32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }[name]
 
 
 def cuda_unavailable(device: str) -> str | None:

@@ -32,7 +32,9 @@ OPSET = 17
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def _export(ckpt: Checkpoint, example: Batch, cache_dir: Path, fused: bool) -> tuple[Path, dict[str, Any]]:
+def _export(
+    ckpt: Checkpoint, example: Batch, cache_dir: Path, fused: bool
+) -> tuple[Path, dict[str, Any]]:
     """Export (or reuse) the ONNX graph; returns its path and what was done."""
     settings = f"opset{OPSET}-legacy-torch{torch.__version__}-{ckpt.spec.head}"
     key = hashlib.sha256(f"{ckpt.weights.sha256}:{settings}".encode()).hexdigest()[:20]
@@ -50,11 +52,18 @@ def _export(ckpt: Checkpoint, example: Batch, cache_dir: Path, fused: bool) -> t
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    model, (example.input_ids, example.attention_mask), tmp_name,
-                    dynamo=False, opset_version=OPSET,
-                    input_names=["input_ids", "attention_mask"], output_names=["output"],
-                    dynamic_axes={"input_ids": axes, "attention_mask": axes,
-                                  "output": {0: "batch", 1: "o1", 2: "o2"}},
+                    model,
+                    (example.input_ids, example.attention_mask),
+                    tmp_name,
+                    dynamo=False,
+                    opset_version=OPSET,
+                    input_names=["input_ids", "attention_mask"],
+                    output_names=["output"],
+                    dynamic_axes={
+                        "input_ids": axes,
+                        "attention_mask": axes,
+                        "output": {0: "batch", 1: "o1", 2: "o2"},
+                    },
                 )
             os.replace(tmp_name, plain)
         finally:

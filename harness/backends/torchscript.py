@@ -44,7 +44,7 @@ class TorchScriptBackend:
         args = (example.input_ids.to(self.ctx.device), example.attention_mask.to(self.ctx.device))
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about Python-side shape checks
-            traced = torch.jit.trace(model, args, check_trace=False).eval()
+            traced = torch.jit.trace(model, args, check_trace=False).eval()  # type: ignore[no-untyped-call]
             freeze = self.ctx.option("freeze", "true") == "true"
             self.module = torch.jit.freeze(traced) if freeze else traced
         mode = "trace+freeze" if freeze else "trace"

@@ -16,7 +16,9 @@ __all__ = ["add_stat_args", "register", "settings_from_args"]
 
 def add_stat_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.02, help="equivalence bound (0.02 = ±2 %%)")
-    p.add_argument("--min-effect", type=float, default=0.03, help="smallest change called a difference")
+    p.add_argument(
+        "--min-effect", type=float, default=0.03, help="smallest change called a difference"
+    )
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--correction", choices=("holm", "bh", "none"), default="holm")
 
@@ -24,13 +26,14 @@ def add_stat_args(p: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> Any:
     from ..compare import CompareSettings
 
-    return CompareSettings(margin=args.margin, min_effect=args.min_effect, alpha=args.alpha,
-                           correction=args.correction)
+    return CompareSettings(
+        margin=args.margin, min_effect=args.min_effect, alpha=args.alpha, correction=args.correction
+    )
 
 
 def _compare_dirs(args: argparse.Namespace) -> int:
-    from ..comparing import compare_run_dirs
     from ..compare_report import comparison_markdown
+    from ..comparing import compare_run_dirs
     from ..render.console import rich_table
     from ..render.verdicts import summary_sentence, verdict_rows
     from ..store import write_atomic
@@ -64,21 +67,38 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..runner import RunOptions
 
     settings = settings_from_args(args)
-    if args.processes < 1 or args.min_rounds < 1 or args.max_rounds < args.min_rounds or args.block < 1:
-        raise HarnessError("--processes, --min-rounds, --block must be >= 1 and --max-rounds >= --min-rounds")
+    if (
+        args.processes < 1
+        or args.min_rounds < 1
+        or args.max_rounds < args.min_rounds
+        or args.block < 1
+    ):
+        raise HarnessError(
+            "--processes, --min-rounds, --block must be >= 1 and --max-rounds >= --min-rounds"
+        )
     args.isolate, args.inline = False, True
     sweep, cases, corpus = prepare_sweep(args)
-    spec = InterleaveSpec(min_rounds=args.min_rounds, max_rounds=args.max_rounds, block=args.block,
-                          seed=args.seed)
-    opts = RunOptions(cache_dir=args.cache_dir or default_cache(), corpus=corpus,
-                      allow_pickle=args.allow_pickle)
+    spec = InterleaveSpec(
+        min_rounds=args.min_rounds, max_rounds=args.max_rounds, block=args.block, seed=args.seed
+    )
+    opts = RunOptions(
+        cache_dir=args.cache_dir or default_cache(), corpus=corpus, allow_pickle=args.allow_pickle
+    )
     console = make_console(args.quiet)
     n_models = len({c.model.name for c in cases})
     total = (len(cases) + (len(cases) // n_models if args.aa else 0)) * args.processes
     progress, emit = progress_bar(console, total)
     with progress:
-        path = run_comparison(sweep, args.out, opts, settings=settings, interleave=spec, aa=args.aa,
-                              processes=args.processes, emit=emit)
+        path = run_comparison(
+            sweep,
+            args.out,
+            opts,
+            settings=settings,
+            interleave=spec,
+            aa=args.aa,
+            processes=args.processes,
+            emit=emit,
+        )
     run = load_run(path)
     report = write_compare_report(run, settings)
     from ..comparing import comparisons_of
@@ -102,8 +122,11 @@ def register(sub: Any) -> None:
     p.add_argument("--max-rounds", type=int, default=30)
     p.add_argument("--block", type=int, default=3, help="samples per arm per round")
     p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
-    p.add_argument("--allow-incomparable", action="store_true",
-                   help="compare runs from different environments (warn instead of refusing)")
+    p.add_argument(
+        "--allow-incomparable",
+        action="store_true",
+        help="compare runs from different environments (warn instead of refusing)",
+    )
     p.add_argument("--report", type=Path, help="with two runs: write Markdown + JSON here")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("-q", "--quiet", action="store_true")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..cli import make_console, default_cache, words
+from ..cli import default_cache, make_console, words
 from ..errors import EXIT_OK
 
 __all__ = ["register"]
@@ -39,8 +39,12 @@ def cmd_languages(args: argparse.Namespace) -> int:
         console.print("[yellow]surrogate tokenizer: lengths differ from XLM-R's own[/yellow]")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"tokenizer": tok.info, "max_len": args.max_len, "corpus": str(corpus),
-                   "languages": [s.to_dict() for s in stats]}
+        payload = {
+            "tokenizer": tok.info,
+            "max_len": args.max_len,
+            "corpus": str(corpus),
+            "languages": [s.to_dict() for s in stats],
+        }
         write_atomic(args.out, json.dumps(payload, indent=2) + "\n")
         console.print(f"written: {args.out}")
     return EXIT_OK

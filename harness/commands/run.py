@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli import make_console, DEFAULT_OUT, default_cache, ints, progress_bar, words
+from ..cli import DEFAULT_OUT, default_cache, ints, make_console, progress_bar, words
 from ..errors import EXIT_OK, HarnessError
 from ..sweep import Case, SweepSpec
 
@@ -15,25 +15,46 @@ __all__ = ["add_sweep_args", "prepare_sweep", "register"]
 
 def add_sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sweep", type=Path, help="sweep TOML (e.g. bench/default.toml)")
-    p.add_argument("-m", "--model", action="append", dest="models",
-                   help="built-in spec name, spec .toml, local checkpoint dir or hub id (repeatable)")
-    p.add_argument("-b", "--backend", action="append", dest="backends",
-                   help="eager, torchscript, onnxruntime, onnxruntime-fused, ... (repeatable)")
+    p.add_argument(
+        "-m",
+        "--model",
+        action="append",
+        dest="models",
+        help="built-in spec name, spec .toml, local checkpoint dir or hub id (repeatable)",
+    )
+    p.add_argument(
+        "-b",
+        "--backend",
+        action="append",
+        dest="backends",
+        help="eager, torchscript, onnxruntime, onnxruntime-fused, ... (repeatable)",
+    )
     p.add_argument("--batch-sizes", type=ints, help="e.g. 1,8,32")
     p.add_argument("--seq-lens", type=ints, help="e.g. 32,128,512")
     p.add_argument("--threads", type=int, help="intra-op threads for torch and ORT")
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--dtype", choices=("float32", "tf32", "bfloat16", "float16"))
-    p.add_argument("--languages", type=words,
-                   help="Tatoeba languages (ISO 639-3 or XTREME codes; deu+jpn mixes), or 'xtreme'")
+    p.add_argument(
+        "--languages",
+        type=words,
+        help="Tatoeba languages (ISO 639-3 or XTREME codes; deu+jpn mixes), or 'xtreme'",
+    )
     p.add_argument("--policies", type=words, help="padding policies: fixed,longest,sorted")
-    p.add_argument("--lang-max-len", type=int, help="max tokens per sentence (truncation, fixed padding)")
+    p.add_argument(
+        "--lang-max-len", type=int, help="max tokens per sentence (truncation, fixed padding)"
+    )
     p.add_argument("--no-synthetic", action="store_true", help="only real-text language cases")
-    p.add_argument("--corpus", type=Path, help="Tatoeba directory (default: ../shared/corpora/tatoeba)")
+    p.add_argument(
+        "--corpus", type=Path, help="Tatoeba directory (default: ../shared/corpora/tatoeba)"
+    )
     p.add_argument("--max-time", type=float, help="time budget per case, seconds")
     p.add_argument("--target-ci", type=float, help="stop when the median's 95%% CI is within this")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="built models, exports, tokenizers (default $HARNESS_CACHE or ~/.cache/xlmr-harness)")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="built models, exports, tokenizers (default $HARNESS_CACHE or ~/.cache/xlmr-harness)",
+    )
     p.add_argument("--allow-pickle", action="store_true", help="trust pickle (.bin/.pt) weights")
 
 
@@ -42,7 +63,9 @@ def _measure(sweep: SweepSpec, args: argparse.Namespace) -> Any:
 
     m = sweep.measure
     return MeasureSpec(
-        warmup_iters=m.warmup_iters, min_iters=m.min_iters, max_iters=m.max_iters,
+        warmup_iters=m.warmup_iters,
+        min_iters=m.min_iters,
+        max_iters=m.max_iters,
         target_rel_ci=args.target_ci if args.target_ci is not None else m.target_rel_ci,
         max_time_s=args.max_time if args.max_time is not None else m.max_time_s,
     )
@@ -58,14 +81,25 @@ def prepare_sweep(args: argparse.Namespace) -> tuple[SweepSpec, list[Case], Path
     languages = args.languages
     if languages == ("xtreme",):
         languages = XTREME_LANGUAGES
-    isolate = True if getattr(args, "isolate", None) else (False if getattr(args, "inline", False) else None)
+    isolate = (
+        True
+        if getattr(args, "isolate", None)
+        else (False if getattr(args, "inline", False) else None)
+    )
     sweep = sweep.replace(
         models=tuple(args.models) if args.models else None,
         backends=tuple(args.backends) if args.backends else None,
-        batch_sizes=args.batch_sizes, seq_lens=args.seq_lens, threads=args.threads,
-        device=args.device, dtype=args.dtype, languages=languages, policies=args.policies,
-        lang_max_len=args.lang_max_len, synthetic=False if args.no_synthetic else None,
-        corpus=str(args.corpus) if args.corpus else None, isolate=isolate,
+        batch_sizes=args.batch_sizes,
+        seq_lens=args.seq_lens,
+        threads=args.threads,
+        device=args.device,
+        dtype=args.dtype,
+        languages=languages,
+        policies=args.policies,
+        lang_max_len=args.lang_max_len,
+        synthetic=False if args.no_synthetic else None,
+        corpus=str(args.corpus) if args.corpus else None,
+        isolate=isolate,
         measure=_measure(sweep, args),
     )
     corpus = None
@@ -89,9 +123,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     sweep, cases, corpus = prepare_sweep(args)
     if args.resume is not None and not (args.resume / "run.json").is_file():
         raise HarnessError(f"{args.resume}: not a run directory (no run.json)")
-    opts = RunOptions(cache_dir=args.cache_dir or default_cache(), corpus=corpus,
-                      allow_pickle=args.allow_pickle, isolate=sweep.isolate,
-                      group_timeout_s=args.group_timeout)
+    opts = RunOptions(
+        cache_dir=args.cache_dir or default_cache(),
+        corpus=corpus,
+        allow_pickle=args.allow_pickle,
+        isolate=sweep.isolate,
+        group_timeout_s=args.group_timeout,
+    )
     console = make_console(args.quiet)
     progress, emit = progress_bar(console, len(cases))
     with progress:
@@ -111,8 +149,9 @@ def register(sub: Any) -> None:
     add_sweep_args(p)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="reports directory")
     iso = p.add_mutually_exclusive_group()
-    iso.add_argument("--isolate", action="store_true", default=None,
-                     help="a process per (model, backend) group")
+    iso.add_argument(
+        "--isolate", action="store_true", default=None, help="a process per (model, backend) group"
+    )
     iso.add_argument("--inline", action="store_true", help="everything in this process")
     p.add_argument("--resume", type=Path, help="continue this run directory")
     p.add_argument("--group-timeout", type=float, help="seconds before an isolated group is killed")

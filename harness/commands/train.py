@@ -17,12 +17,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..corpus import resolve_corpus
     from ..train import TrainSpec, train_intermediate
 
-    spec = TrainSpec(task=args.task, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                     max_len=args.max_len, seed=args.seed)
+    spec = TrainSpec(
+        task=args.task,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_len=args.max_len,
+        seed=args.seed,
+    )
     baseline = resolve_model(args.model)
     corpus = resolve_corpus(args.corpus)
-    summary = train_intermediate(baseline, args.out, spec, corpus, args.cache_dir or default_cache(),
-                                 allow_pickle=args.allow_pickle)
+    summary = train_intermediate(
+        baseline,
+        args.out,
+        spec,
+        corpus,
+        args.cache_dir or default_cache(),
+        allow_pickle=args.allow_pickle,
+    )
     make_console().print(
         f"trained {baseline.name} on {spec.task} for {spec.steps} steps in {summary['seconds']:.0f} s: "
         f"loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f} (mean of last 10)\n"
@@ -32,10 +44,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("train-intermediate", help="fine-tune a baseline on an English intermediate task")
+    p = sub.add_parser(
+        "train-intermediate", help="fine-tune a baseline on an English intermediate task"
+    )
     p.add_argument("-m", "--model", default="xlmr-tiny", help="baseline checkpoint")
-    p.add_argument("--task", default="pair-classification",
-                   choices=("pair-classification", "span", "multiple-choice"))
+    p.add_argument(
+        "--task",
+        default="pair-classification",
+        choices=("pair-classification", "span", "multiple-choice"),
+    )
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)

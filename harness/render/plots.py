@@ -5,20 +5,16 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ..results import Record  # noqa: E402
+from ..results import Record
 
 __all__ = ["plot_language_latency", "plot_language_throughput", "plot_latency_vs_tokens"]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -32,7 +28,8 @@ def plot_latency_vs_tokens(records: list[Record], path: Path) -> Path | None:
             )
     if not series:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for label, points in sorted(series.items()):
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
@@ -58,7 +55,8 @@ def plot_language_throughput(records: list[Record], path: Path) -> Path | None:
     first = next(iter(sorted(series)))
     langs = sorted(series[first], key=lambda lang: series[first][lang])
     langs += sorted({lang for s in series.values() for lang in s} - set(langs))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(langs) + 2), 4.2))
+    fig = Figure(figsize=(max(6.0, 0.35 * len(langs) + 2), 4.2))
+    ax = fig.subplots()
     width = 0.8 / len(series)
     for i, (label, values) in enumerate(sorted(series.items())):
         xs = [j + i * width for j in range(len(langs))]
@@ -76,7 +74,8 @@ def plot_language_latency(records: list[Record], path: Path) -> Path | None:
     rows = [r for r in records if r.status == "ok" and r.case.get("language")]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     by_backend: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for r in rows:
         tokens = r.workload.get("real_tokens_by_batch") or []

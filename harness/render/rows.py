@@ -9,8 +9,23 @@ from ..results import Record
 __all__ = ["RESULT_COLUMNS", "fmt_bytes", "fmt_ms", "result_rows", "sort_records"]
 
 RESULT_COLUMNS = (
-    "model", "backend", "batch", "seq", "lang", "policy", "p50 ms", "p90 ms", "p99 ms",
-    "±CI", "n", "seq/s", "tok/s", "pad", "peak RSS", "parity", "status",
+    "model",
+    "backend",
+    "batch",
+    "seq",
+    "lang",
+    "policy",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "±CI",
+    "n",
+    "seq/s",
+    "tok/s",
+    "pad",
+    "peak RSS",
+    "parity",
+    "status",
 )
 
 
@@ -39,8 +54,14 @@ def fmt_rate(x: float | None) -> str:
 def sort_records(records: list[Record]) -> list[Record]:
     def key(r: Record) -> tuple[Any, ...]:
         c = r.case
-        return (r.model, c["backend"], c.get("language") or "", c.get("policy") or "",
-                c["batch_size"], c["seq_len"])
+        return (
+            r.model,
+            c["backend"],
+            c.get("language") or "",
+            c.get("policy") or "",
+            c["batch_size"],
+            c["seq_len"],
+        )
 
     return sorted(records, key=key)
 

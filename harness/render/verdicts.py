@@ -6,18 +6,21 @@ import math
 from pathlib import Path
 from statistics import median
 
-import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ..compare import Comparison, PairResult  # noqa: E402
-from .rows import fmt_bytes, fmt_ms  # noqa: E402
+from ..compare import Comparison, PairResult
+from .rows import fmt_bytes, fmt_ms
 
 __all__ = ["noise_floor", "plot_ratios", "summary_sentence", "verdict_rows"]
 
-_COLORS = {"faster": "#1a7f37", "slower": "#cf222e", "equivalent": "#0969da",
-           "inconclusive": "#9a6700", "invalid": "#6e7781"}
+_COLORS = {
+    "faster": "#1a7f37",
+    "slower": "#cf222e",
+    "equivalent": "#0969da",
+    "inconclusive": "#9a6700",
+    "invalid": "#6e7781",
+}
 
 
 def _case_label(r: PairResult) -> str:
@@ -33,21 +36,26 @@ def _case_label(r: PairResult) -> str:
 def verdict_rows(cmp: Comparison) -> list[dict[str, str]]:
     rows = []
     for r in sorted(cmp.results, key=lambda r: _case_label(r)):
-        mem = ("–" if r.memory_baseline is None or r.memory_candidate is None
-               else fmt_bytes(r.memory_candidate - r.memory_baseline))
-        rows.append({
-            "case": _case_label(r),
-            "baseline p50 ms": fmt_ms(r.p50_baseline),
-            "candidate p50 ms": fmt_ms(r.p50_candidate),
-            "ratio": f"{r.ratio:.3f}" if r.ratio else "–",
-            "95% CI": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low else "–",
-            "p diff (adj)": f"{r.p_diff_adj:.2g}" if r.p_diff_adj is not None else "–",
-            "p equiv (adj)": f"{r.p_equiv_adj:.2g}" if r.p_equiv_adj is not None else "–",
-            "n": f"{r.n_baseline}/{r.n_candidate}",
-            "Δ peak RSS": mem,
-            "verdict": r.verdict,
-            "notes": "; ".join(r.notes),
-        })
+        mem = (
+            "–"
+            if r.memory_baseline is None or r.memory_candidate is None
+            else fmt_bytes(r.memory_candidate - r.memory_baseline)
+        )
+        rows.append(
+            {
+                "case": _case_label(r),
+                "baseline p50 ms": fmt_ms(r.p50_baseline),
+                "candidate p50 ms": fmt_ms(r.p50_candidate),
+                "ratio": f"{r.ratio:.3f}" if r.ratio else "–",
+                "95% CI": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low else "–",
+                "p diff (adj)": f"{r.p_diff_adj:.2g}" if r.p_diff_adj is not None else "–",
+                "p equiv (adj)": f"{r.p_equiv_adj:.2g}" if r.p_equiv_adj is not None else "–",
+                "n": f"{r.n_baseline}/{r.n_candidate}",
+                "Δ peak RSS": mem,
+                "verdict": r.verdict,
+                "notes": "; ".join(r.notes),
+            }
+        )
     return rows
 
 
@@ -56,7 +64,7 @@ def noise_floor(aa: Comparison) -> dict[str, float]:
     measured = [r for r in aa.results if r.ratio is not None]
     if not measured:
         return {}
-    deviations = [abs(math.log(r.ratio)) for r in measured]
+    deviations = [abs(math.log(r.ratio or 1.0)) for r in measured]
     widths = [(r.ci_high or 1) / (r.ci_low or 1) for r in measured]
     alarms = sum(r.verdict in ("faster", "slower") for r in measured)
     return {
@@ -79,22 +87,30 @@ def summary_sentence(cmp: Comparison) -> str:
     counts = cmp.counts()
     ratios = [r.ratio for r in measured if r.ratio]
     lo, hi, mid = min(ratios), max(ratios), median(ratios)
-    head = (f"Across {len(measured)} cases, `{cmp.candidate}` against `{cmp.baseline}`: "
-            f"median latency ratio {mid:.3f} (range {lo:.3f}–{hi:.3f}); "
-            f"{counts['equivalent']} equivalent within ±{100 * s.margin:g} %, "
-            f"{counts['slower']} slower, {counts['faster']} faster, "
-            f"{counts['inconclusive']} inconclusive ({s.correction} over the sweep, α = {s.alpha:g}).")
+    head = (
+        f"Across {len(measured)} cases, `{cmp.candidate}` against `{cmp.baseline}`: "
+        f"median latency ratio {mid:.3f} (range {lo:.3f}–{hi:.3f}); "
+        f"{counts['equivalent']} equivalent within ±{100 * s.margin:g} %, "
+        f"{counts['slower']} slower, {counts['faster']} faster, "
+        f"{counts['inconclusive']} inconclusive ({s.correction} over the sweep, α = {s.alpha:g})."
+    )
     if counts["slower"] or counts["faster"]:
         moved = [r for r in measured if r.verdict in ("slower", "faster")]
         worst = max(moved, key=lambda r: abs(math.log(r.ratio or 1)))
-        return head + (f" **It changes inference cost**: by up to {100 * ((worst.ratio or 1) - 1):+.1f} % "
-                       f"({_case_label(worst)}).")
+        return head + (
+            f" **It changes inference cost**: by up to {100 * ((worst.ratio or 1) - 1):+.1f} % "
+            f"({_case_label(worst)})."
+        )
     if counts["equivalent"] == len(measured):
-        return head + (f" **It does not change inference cost here**: every case is equivalent "
-                       f"within ±{100 * s.margin:g} %.")
-    return head + (f" No difference beyond ±{100 * s.min_effect:g} % was found, but equivalence "
-                   f"within ±{100 * s.margin:g} % is not shown for {counts['inconclusive']} case(s): "
-                   "more samples (rounds, processes) or a quieter machine would settle them.")
+        return head + (
+            f" **It does not change inference cost here**: every case is equivalent "
+            f"within ±{100 * s.margin:g} %."
+        )
+    return head + (
+        f" No difference beyond ±{100 * s.min_effect:g} % was found, but equivalence "
+        f"within ±{100 * s.margin:g} % is not shown for {counts['inconclusive']} case(s): "
+        "more samples (rounds, processes) or a quieter machine would settle them."
+    )
 
 
 def plot_ratios(cmp: Comparison, path: Path) -> Path | None:
@@ -102,21 +118,28 @@ def plot_ratios(cmp: Comparison, path: Path) -> Path | None:
     measured = sorted([r for r in cmp.results if r.ratio is not None], key=_case_label)
     if not measured:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(measured) + 1.6))
+    fig = Figure(figsize=(7.5, 0.28 * len(measured) + 1.6))
+    ax = fig.subplots()
     band = cmp.settings.margin
     ax.axvspan(1 / (1 + band), 1 + band, color="#ddf4ff", label=f"±{100 * band:g} % equivalence")
     ax.axvline(1.0, color="#57606a", lw=0.8)
     for i, r in enumerate(measured):
         color = _COLORS[r.verdict]
-        ax.errorbar([r.ratio], [i], xerr=[[(r.ratio or 1) - (r.ci_low or 1)], [(r.ci_high or 1) - (r.ratio or 1)]],
-                    fmt="o", color=color, ms=4, capsize=2)
+        ax.errorbar(
+            [r.ratio or 1.0],
+            [i],
+            xerr=[[(r.ratio or 1) - (r.ci_low or 1)], [(r.ci_high or 1) - (r.ratio or 1)]],
+            fmt="o",
+            color=color,
+            ms=4,
+            capsize=2,
+        )
     ax.set_yticks(range(len(measured)), [_case_label(r) for r in measured], fontsize=7)
     ax.set_xlabel(f"latency ratio {cmp.candidate} / {cmp.baseline} (95 % CI)")
     ax.set_xscale("log")
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in _COLORS.items()]
+    handles = [Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in _COLORS.items()]
     ax.legend(handles=handles, fontsize=7, loc="best")
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
