@@ -89,7 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """transformers logs config chatter ("loss_type=None ...") at WARNING; users need none of it."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover
+        return
+    hf_logging.set_verbosity_error()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_libraries()
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(

@@ -10,10 +10,13 @@ finished and ``resume`` skips it.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import multiprocessing as mp
+import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +38,10 @@ def groups_of(cases: list[Case]) -> list[list[Case]]:
 
 def _worker(cases: list[dict[str, Any]], path: str, opts: RunOptions, q: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _exit_with_parent()
+    from .cli import quiet_libraries
+
+    quiet_libraries()
     store = RunStore(Path(path))
 
     def emit(event: Event) -> None:
@@ -56,43 +63,21 @@ def _run_isolated(
             target=_worker, args=([c.to_dict() for c in pending], str(store.path), opts, q)
         )
         proc.start()
-        done: set[str] = set()
-        current: str | None = None
-        started = time.monotonic()
-        reason = ""
-        while True:
-            try:
-                kind, payload = q.get(timeout=0.2)
-            except queue.Empty:
-                if not proc.is_alive():
-                    reason = f"worker died (exit code {proc.exitcode})"
-                    break
-                if opts.group_timeout_s and time.monotonic() - started > opts.group_timeout_s:
-                    proc.kill()
-                    reason = f"timed out after {opts.group_timeout_s:g} s"
-                    break
-                continue
-            if kind == "start":
-                current = payload
-            elif kind == "done":
-                rec = Record.from_dict(payload)
-                done.add(rec.case_id)
-                emit(("done", rec))
-            elif kind == "end":
-                break
-            if kind == "start":
-                emit(("start", payload))
-        proc.join(timeout=30)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+        try:
+            done, current, reason = _follow(proc, q, opts, emit)
+        finally:  # an interrupted parent must not leave a worker measuring on its own
+            if proc.is_alive():
+                proc.kill()
+            proc.join(timeout=30)
         remaining = [c for c in pending if c.case_id not in done]
         if not remaining:
             return
         # The worker died mid-group: blame the case it was on, keep going with the rest.
         failed = next((c for c in remaining if c.case_id == current), remaining[0])
-        oom = proc.exitcode == -signal.SIGKILL
-        message = reason + (" (SIGKILL: likely out of memory)" if oom else "")
+        oom = proc.exitcode == -signal.SIGKILL and not reason.startswith("timed out")
+        message = (reason or f"worker died (exit code {proc.exitcode})") + (
+            " (SIGKILL: likely out of memory)" if oom else ""
+        )
         rec = Record(case_id=failed.case_id, case=failed.to_dict(), status="error", message=message)
         store.append(rec)
         emit(("done", rec))
@@ -111,6 +96,47 @@ def _run_isolated(
                 store.append(skip)
                 emit(("done", skip))
                 pending.remove(c)
+
+
+def _follow(
+    proc: Any, q: Any, opts: RunOptions, emit: Callable[[Event], None]
+) -> tuple[set[str], str | None, str]:
+    """Relay a worker's events until it ends, dies or overruns the group timeout."""
+    done: set[str] = set()
+    current: str | None = None
+    started = time.monotonic()
+    while True:
+        try:
+            kind, payload = q.get(timeout=0.2)
+        except queue.Empty:
+            if not proc.is_alive():
+                return done, current, f"worker died (exit code {proc.exitcode})"
+            if opts.group_timeout_s and time.monotonic() - started > opts.group_timeout_s:
+                proc.kill()
+                return done, current, f"timed out after {opts.group_timeout_s:g} s"
+            continue
+        if kind == "start":
+            current = payload
+            emit(("start", payload))
+        elif kind == "done":
+            rec = Record.from_dict(payload)
+            done.add(rec.case_id)
+            emit(("done", rec))
+        elif kind == "end":
+            return done, current, ""
+
+
+def _exit_with_parent() -> None:
+    """A worker whose parent died (SIGKILL) stops too, instead of measuring for nobody."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -155,6 +181,7 @@ def run_sweep(
             planned=[c.case_id for c in cases],
         )
         store = RunStore.create(out_root, meta)
+    lock = _lock_run(store.path)
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for group in groups_of(cases):
@@ -164,4 +191,16 @@ def run_sweep(
                 run_group(group, store, opts, emit)
     finally:
         signal.signal(signal.SIGTERM, previous_term)
+        os.close(lock)
     return store.path
+
+
+def _lock_run(path: Path) -> int:
+    """Hold ``.lock`` for the sweep's lifetime: a second sweep resuming the same run refuses."""
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise HarnessError(f"{path}: another sweep is writing this run") from None
+    return fd

@@ -126,6 +126,13 @@ def summarize(values: Sequence[float], n_batches: int = 1) -> Summary:
     )
 
 
+_STATISTICS: dict[str, Any] = {
+    "p50": lambda m: np.median(m, axis=1),
+    "p90": lambda m: np.percentile(m, 90, axis=1),
+    "mean": lambda m: np.mean(m, axis=1),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class SampleComparison:
     """B against A, as ratios (B/A) of medians: > 1 means B takes longer / is larger."""
@@ -150,8 +157,12 @@ def compare_samples(
     confidence: float = 0.95,
     n_boot: int = 4000,
     seed: int = 0,
+    statistic: str = "p50",
 ) -> SampleComparison:
     """Ratio of medians median(b)/median(a) with a percentile-bootstrap CI.
+
+    ``statistic`` picks what is compared: ``p50`` (default), ``p90``, or ``mean`` (the
+    reciprocal of throughput, since throughput is total work over total time).
 
     ``p_diff``: two-sided Mann-Whitney U (asv's test) — is there any difference at all.
     ``p_equiv``: bootstrap TOST on the log ratio against ``±log(1 + margin)``; small means
@@ -162,9 +173,10 @@ def compare_samples(
     xb = np.asarray(b, dtype=float)
     if xa.size < 2 or xb.size < 2:
         raise ValueError("need at least 2 samples on each side")
+    stat = _STATISTICS[statistic]
     rng = np.random.default_rng(seed)
-    ma = np.median(xa[rng.integers(0, xa.size, (n_boot, xa.size))], axis=1)
-    mb = np.median(xb[rng.integers(0, xb.size, (n_boot, xb.size))], axis=1)
+    ma = stat(xa[rng.integers(0, xa.size, (n_boot, xa.size))])
+    mb = stat(xb[rng.integers(0, xb.size, (n_boot, xb.size))])
     log_ratio = np.log(mb) - np.log(ma)
     tail = (1 - confidence) / 2
     lo, hi = np.quantile(log_ratio, [tail, 1 - tail])
@@ -177,7 +189,7 @@ def compare_samples(
     else:
         p_diff = float(sps.mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
     return SampleComparison(
-        ratio=float(np.median(xb) / np.median(xa)),
+        ratio=float(stat(xb[None, :])[0] / stat(xa[None, :])[0]),
         ci_low=float(math.exp(lo)),
         ci_high=float(math.exp(hi)),
         p_diff=p_diff,

@@ -220,7 +220,7 @@ def train_intermediate(
         "seconds": time.perf_counter() - start,
         "baseline_sha256": base.weights.sha256,
         "tokenizer": tok.info,
-        "first_loss": log[0]["loss"],
+        "first_loss": sum(r["loss"] for r in log[:10]) / min(10, len(log)),
         "last_loss": sum(r["loss"] for r in log[-10:]) / min(10, len(log)),
         "log": log,
     }

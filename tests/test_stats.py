@@ -90,3 +90,13 @@ def test_heterogeneous_batches_are_not_called_unstable() -> None:
     assert s.warnings == ()
     assert s.rel_ci == 0.0
     assert summarize(values).warnings != ()  # the raw view would cry wolf
+
+
+def test_other_statistics() -> None:
+    a = _lognormal(9, 1.0)
+    b = [x * 1.2 for x in a]
+    for statistic in ("p50", "p90", "mean"):
+        c = compare_samples(a, b, statistic=statistic)
+        assert c.ratio == pytest.approx(1.2), statistic
+    with pytest.raises(KeyError):
+        compare_samples(a, b, statistic="p42")

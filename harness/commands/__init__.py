@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import compare, fetch, languages, report, run, train
+from . import check, compare, export, fetch, history, languages, report, run, train
 
-MODULES: tuple[ModuleType, ...] = (run, compare, report, languages, train, fetch)
+MODULES: tuple[ModuleType, ...] = (
+    run,
+    compare,
+    check,
+    report,
+    languages,
+    train,
+    history,
+    export,
+    fetch,
+)

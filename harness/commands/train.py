@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     make_console().print(
         f"trained {baseline.name} on {spec.task} for {spec.steps} steps in {summary['seconds']:.0f} s: "
-        f"loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f} (mean of last 10)\n"
+        f"loss {summary['first_loss']:.3f} → {summary['last_loss']:.3f} (means of the first and last 10 steps)\n"
         f"checkpoint: {args.out}  (compare it: harness compare -m {baseline.name} -m {args.out})"
     )
     return EXIT_OK

@@ -1,0 +1,70 @@
+"""The CI suite (``bench/ci/suite.toml``) as pytest-benchmark benchmarks.
+
+    pytest bench/ --benchmark-autosave                 # store under .benchmarks/
+    pytest bench/ --benchmark-compare --benchmark-compare-fail=median:5%
+    pytest bench/ --benchmark-json out.json            # for github-action-benchmark (tool: pytest)
+
+Each case is one benchmark; a round is one forward pass on the case's batch (real-text
+workloads cycle through their batches). Loading, export and parity are done once per
+(model, backend) outside the timed region, as in ``harness run``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.corpus import check_languages, resolve_corpus
+from harness.runner import Group, RunOptions, case_inputs, prepare_group
+from harness.sweep import Case, expand, load_sweep
+
+SUITE = load_sweep(Path(__file__).parent / "ci" / "suite.toml")
+CORPUS = resolve_corpus(None) if SUITE.languages else None
+if CORPUS is not None:
+    SUITE = SUITE.replace(languages=tuple(check_languages(CORPUS, SUITE.languages)))
+CASES = expand(SUITE)
+CACHE = Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "xlmr-harness"))
+OPTS = RunOptions(cache_dir=CACHE, corpus=CORPUS)
+_current: dict[tuple[str, str], Group] = {}
+
+
+def _group(case: Case) -> Group:
+    if case.group not in _current:
+        for old in _current.values():
+            old.backend.close()
+        _current.clear()  # one (model, backend) alive at a time: cases come grouped
+        _current[case.group] = prepare_group(case, OPTS)
+    return _current[case.group]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.case_id for c in CASES])
+def test_suite_case(benchmark: Any, case: Case) -> None:
+    group = _group(case)
+    assert group.parity["ok"], f"outputs differ from eager: {group.parity}"
+    inputs = case_inputs(case, group, OPTS)
+    calls = itertools.cycle(inputs.calls)
+    benchmark.group = f"{case.model.name} {case.backend}"
+    benchmark.extra_info.update(
+        {
+            "case": case.key,
+            "model": case.model.name,
+            "backend": case.backend,
+            "batch_size": case.batch_size,
+            "seq_len": case.seq_len,
+            "language": case.language,
+            "weights_sha256": group.ckpt.weights.sha256,
+            "tokenizer": inputs.tokenizer.get("name"),
+            "sequences_per_round": sum(b.sequences for b in inputs.batches) / len(inputs.batches),
+        }
+    )
+    rounds = max(case.measure.min_iters, 2 * len(inputs.calls))
+    benchmark.pedantic(
+        lambda: next(calls)(),
+        rounds=rounds,
+        iterations=1,
+        warmup_rounds=max(case.measure.warmup_iters, len(inputs.calls)),
+    )

@@ -1,0 +1,149 @@
+"""``harness check``: the CI performance gate. Exit 0 pass · 1 regression · 2 error/incomparable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..cli import default_cache, make_console, progress_bar
+from ..errors import EXIT_OK, EXIT_REGRESSION, HarnessError
+
+__all__ = ["DEFAULT_SUITE", "register"]
+
+DEFAULT_SUITE = Path("bench/ci/suite.toml")
+
+
+def _run_suite(args: argparse.Namespace, out: Path) -> Path:
+    from ..corpus import check_languages, resolve_corpus
+    from ..launcher import run_sweep
+    from ..runner import RunOptions
+    from ..sweep import expand, load_sweep
+
+    sweep = load_sweep(args.suite)
+    corpus = None
+    if sweep.languages:
+        corpus = resolve_corpus(args.corpus)
+        sweep = sweep.replace(languages=tuple(check_languages(corpus, sweep.languages)))
+    cases = expand(sweep)
+    opts = RunOptions(
+        cache_dir=args.cache_dir or default_cache(), corpus=corpus, isolate=sweep.isolate
+    )
+    console = make_console(args.quiet)
+    progress, emit = progress_bar(console, len(cases))
+    with progress:
+        return run_sweep(sweep, out, opts, emit=emit, cases=cases)
+
+
+def _thresholds(args: argparse.Namespace) -> dict[str, float]:
+    from ..gate import DEFAULT_THRESHOLDS
+
+    out = dict(DEFAULT_THRESHOLDS)
+    if args.threshold is not None:
+        out = dict.fromkeys(out, args.threshold)
+    for item in args.metric or []:
+        name, _, value = item.partition("=")
+        try:
+            out[name] = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
+        except ValueError:
+            raise HarnessError(
+                f"--metric expects NAME=VALUE (e.g. p90=10%), got {item!r}"
+            ) from None
+    return out
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ..gate import GateSettings, gate_runs
+    from ..render.gate import gate_rows
+    from ..results import load_run
+
+    if args.refresh_baseline:
+        return _refresh(args)
+    if args.baseline is None:
+        raise HarnessError("check needs --baseline RUN_DIR (or --refresh-baseline DIR)")
+    settings = GateSettings(thresholds=_thresholds(args), alpha=args.alpha)
+    baseline = load_run(args.baseline)
+    candidate_dir = args.run or _run_suite(args, args.out)
+    candidate = load_run(candidate_dir)
+    rows, warnings = gate_runs(baseline, candidate, settings, strict=not args.allow_incomparable)
+    from ..render.console import rich_table
+
+    console = make_console()
+    moved = [
+        r
+        for r in rows
+        if r.regression or r.improvement or abs(r.change) > settings.thresholds[r.metric]
+    ]
+    console.print(
+        rich_table(
+            gate_rows(moved if not args.all else rows, settings),
+            "what moved" if not args.all else "all metrics",
+        )
+    )
+    for w in warnings:
+        console.print(f"[yellow]warning: {w}[/yellow]")
+    regressions = [r for r in rows if r.regression]
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "regressions": len(regressions),
+                    "rows": [r.to_dict() for r in rows],
+                    "baseline": str(args.baseline),
+                    "candidate": str(candidate_dir),
+                },
+                indent=2,
+            )
+        )
+    if regressions:
+        console.print(
+            f"[red]{len(regressions)} regression(s) beyond threshold[/red] (candidate {candidate_dir})"
+        )
+        return EXIT_REGRESSION
+    console.print(f"no regression: {len(rows)} metric(s) checked against {args.baseline}")
+    return EXIT_OK
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    target: Path = args.refresh_baseline
+    staging = target.parent / (target.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    run_dir = _run_suite(args, staging)
+    for junk in run_dir.glob("*.png"):
+        junk.unlink()
+    if target.exists():
+        shutil.rmtree(target)
+    run_dir.rename(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    make_console().print(f"baseline refreshed: {target} (commit it)")
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "check", help="CI gate: compare a run (or a fresh suite run) with a baseline"
+    )
+    p.add_argument("--baseline", type=Path, help="baseline run directory")
+    p.add_argument("--run", type=Path, help="a finished candidate run (default: run the suite now)")
+    p.add_argument("--suite", type=Path, default=DEFAULT_SUITE)
+    p.add_argument("--threshold", type=float, help="one threshold for every metric (0.05 = 5 %%)")
+    p.add_argument(
+        "--metric", action="append", help="per metric, e.g. p90=10%% or memory=0.2 (repeatable)"
+    )
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--allow-incomparable", action="store_true")
+    p.add_argument(
+        "--refresh-baseline",
+        type=Path,
+        metavar="DIR",
+        help="run the suite and make it the baseline",
+    )
+    p.add_argument("--json", type=Path, help="write every row as JSON here")
+    p.add_argument("--all", action="store_true", help="show every metric, not only what moved")
+    p.add_argument("--corpus", type=Path)
+    p.add_argument("--cache-dir", type=Path)
+    p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_check)

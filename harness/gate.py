@@ -1,0 +1,150 @@
+"""The CI performance gate: a run against a baseline run, metric by metric.
+
+A regression needs both a statistically significant change (Mann-Whitney over the raw
+samples, Holm-adjusted across every case and metric of the suite) and a change beyond the
+metric's threshold — pytest-benchmark's ``--benchmark-compare-fail=mean:5%`` with asv's
+significance test in front of it, so noise alone does not fail a build. Peak memory is one
+number per case, so it is gated on its threshold plus an absolute floor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .compare import comparability_problems, merge_records
+from .errors import HarnessError
+from .results import Record, Run
+from .stats import adjust, compare_samples
+
+__all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_runs"]
+
+DEFAULT_THRESHOLDS = {"p50": 0.05, "p90": 0.10, "throughput": 0.05, "memory": 0.10}
+_STATISTIC = {"p50": "p50", "p90": "p90", "throughput": "mean"}
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    alpha: float = 0.05
+    correction: str = "holm"
+    memory_floor_bytes: int = 4 * 2**20
+
+    def __post_init__(self) -> None:
+        for metric, value in self.thresholds.items():
+            if metric not in DEFAULT_THRESHOLDS:
+                raise HarnessError(
+                    f"unknown metric {metric!r} (known: {', '.join(DEFAULT_THRESHOLDS)})"
+                )
+            if not 0 < value < 10:
+                raise HarnessError(f"threshold for {metric} must be > 0 (0.05 = 5 %)")
+
+
+@dataclass
+class GateRow:
+    case_id: str
+    metric: str
+    baseline: float
+    candidate: float
+    change: float  # relative change in the bad direction: +0.07 = 7 % worse
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_adj: float | None = None
+    regression: bool = False
+    improvement: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sample_rows(a: Record, b: Record, metrics: Sequence[str]) -> list[GateRow]:
+    rows = []
+    for metric in metrics:
+        c = compare_samples(a.samples, b.samples, statistic=_STATISTIC[metric])
+        if metric == "throughput":
+            base, cand = a.throughput["sequences_per_s"], b.throughput["sequences_per_s"]
+            # throughput falls when mean latency rises: change = 1 - 1/ratio
+            rows.append(
+                GateRow(
+                    a.case_id,
+                    metric,
+                    base,
+                    cand,
+                    1 - 1 / c.ratio,
+                    1 - 1 / c.ci_low,
+                    1 - 1 / c.ci_high,
+                    c.p_diff,
+                )
+            )
+        else:
+            base = a.summary[metric]
+            cand = b.summary[metric]
+            rows.append(
+                GateRow(
+                    a.case_id,
+                    metric,
+                    base,
+                    cand,
+                    c.ratio - 1,
+                    c.ci_low - 1,
+                    c.ci_high - 1,
+                    c.p_diff,
+                )
+            )
+    return rows
+
+
+def gate_runs(
+    baseline: Run, candidate: Run, settings: GateSettings, *, strict: bool = True
+) -> tuple[list[GateRow], list[str]]:
+    """Rows for every (case, metric) and warnings. Raises :class:`HarnessError` (exit 2) when
+    the runs are not comparable, a baseline case is missing, or a candidate case failed."""
+    warnings = comparability_problems(baseline.meta.env, candidate.meta.env)
+    if warnings and strict:
+        raise HarnessError("runs are not comparable: " + "; ".join(warnings))
+    side_a = {r.case_id: r for r in merge_records(baseline.records)}
+    side_b = {r.case_id: r for r in merge_records(candidate.records)}
+    missing = sorted(k for k, r in side_a.items() if r.status == "ok" and k not in side_b)
+    if missing:
+        raise HarnessError(
+            f"candidate run lacks {len(missing)} baseline case(s), e.g. {missing[0]}"
+        )
+    failed = sorted(k for k in side_a if k in side_b and side_b[k].status != "ok")
+    if failed:
+        raise HarnessError(
+            f"{len(failed)} case(s) failed in the candidate run, e.g. {failed[0]}: "
+            f"{side_b[failed[0]].message}"
+        )
+    metrics = [m for m in ("p50", "p90", "throughput") if m in settings.thresholds]
+    rows: list[GateRow] = []
+    for key, a in side_a.items():
+        b = side_b.get(key)
+        if b is None or a.status != "ok" or len(a.samples) < 2 or len(b.samples) < 2:
+            continue
+        rows += _sample_rows(a, b, metrics)
+        if "memory" in settings.thresholds:
+            ma = a.memory.get("peak_rss_delta_bytes", 0)
+            mb = b.memory.get("peak_rss_delta_bytes", 0)
+            change = (mb - ma) / ma if ma else 0.0
+            rows.append(
+                GateRow(
+                    key,
+                    "memory",
+                    ma,
+                    mb,
+                    change,
+                    regression=mb - ma > settings.memory_floor_bytes
+                    and change > settings.thresholds["memory"],
+                )
+            )
+    tested = [r for r in rows if r.p_adj is not None]
+    for row, p in zip(
+        tested, adjust([r.p_adj or 1.0 for r in tested], settings.correction), strict=True
+    ):
+        row.p_adj = p
+        limit = settings.thresholds[row.metric]
+        significant = p < settings.alpha
+        row.regression = significant and row.change > limit
+        row.improvement = significant and row.change < -limit
+    return rows, warnings

@@ -1,0 +1,234 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.compare import CompareSettings, compare_records
+from harness.comparing import comparisons_of
+from harness.errors import HarnessError
+from harness.render.verdicts import noise_floor, summary_sentence
+from harness.results import Record, load_run
+
+
+def _rec(model: str, key: str, scale: float, seed: int, n: int = 200, **kw: object) -> Record:
+    rng = np.random.default_rng(seed)
+    samples = list(scale * 0.01 * np.exp(0.02 * rng.standard_normal(n)))
+    return Record(
+        case_id=f"{model}/{key}",
+        case={"backend": key.split("/")[0]},
+        status="ok",
+        samples=samples,
+        summary={"p50": float(np.median(samples))},
+        throughput={"sequences_per_s": 1 / np.mean(samples)},
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def test_verdicts_on_known_shifts() -> None:
+    keys = ["eager/b1", "eager/b8", "onnxruntime/b1", "onnxruntime/b8"]
+    base = [_rec("A", k, 1.0, i) for i, k in enumerate(keys)]
+    cand = [
+        _rec("B", keys[0], 1.10, 10),
+        _rec("B", keys[1], 1.0, 11),
+        _rec("B", keys[2], 0.85, 12),
+        _rec("B", keys[3], 1.01, 13, n=8),
+    ]
+    results = {r.key: r for r in compare_records(base, cand, CompareSettings())}
+    assert results["eager/b1"].verdict == "slower"
+    assert results["eager/b1"].ci_low > 1.05
+    assert results["eager/b8"].verdict == "equivalent"
+    assert results["onnxruntime/b1"].verdict == "faster"
+    assert results["onnxruntime/b8"].verdict == "inconclusive"  # 8 samples cannot show ±2 %
+
+
+def test_multiplicity_correction_is_applied() -> None:
+    # A small real shift in one of 30 cases: significant alone, not after Holm over the sweep.
+    keys = [f"eager/b{i}" for i in range(30)]
+    base = [_rec("A", k, 1.0, i, n=40) for i, k in enumerate(keys)]
+    cand = [_rec("B", k, 1.0, 100 + i, n=40) for i, k in enumerate(keys)]
+    cand[0] = _rec("B", keys[0], 1.015, 7, n=40)
+    raw = {r.key: r for r in compare_records(base, cand, CompareSettings(correction="none"))}
+    holm = {r.key: r for r in compare_records(base, cand, CompareSettings(correction="holm"))}
+    smallest = min(raw.values(), key=lambda r: r.p_diff or 1.0)
+    assert smallest.key == "eager/b0"
+    assert raw["eager/b0"].p_diff_adj < 0.05 <= holm["eager/b0"].p_diff_adj
+    assert holm["eager/b0"].p_diff_adj == pytest.approx(min(1.0, 30 * raw["eager/b0"].p_diff))
+    bh = {r.key: r for r in compare_records(base, cand, CompareSettings(correction="bh"))}
+    assert raw["eager/b0"].p_diff_adj <= bh["eager/b0"].p_diff_adj <= holm["eager/b0"].p_diff_adj
+
+
+def test_failed_side_is_invalid() -> None:
+    base = [_rec("A", "eager/b1", 1.0, 1)]
+    cand = [Record(case_id="B/eager/b1", case={}, status="error", message="boom")]
+    (r,) = compare_records(base, cand)
+    assert r.verdict == "invalid"
+
+
+def test_settings_validation() -> None:
+    with pytest.raises(HarnessError):
+        CompareSettings(margin=0)
+    with pytest.raises(HarnessError):
+        CompareSettings(correction="fdr")
+
+
+@pytest.fixture(scope="module")
+def intermediate(
+    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, small_corpus: Path
+) -> Path:
+    out = tmp_path_factory.mktemp("inter") / "xlmr-tiny-nli"
+    code = main(
+        [
+            "train-intermediate",
+            "-m",
+            "xlmr-tiny",
+            "--task",
+            "pair-classification",
+            "--steps",
+            "60",
+            "--lr",
+            "1e-3",
+            "--out",
+            str(out),
+            "--corpus",
+            str(small_corpus),
+            "--cache-dir",
+            str(cache_dir),
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_trained_checkpoint_is_a_real_checkpoint(intermediate: Path, cache_dir: Path) -> None:
+    from harness.checkpoints import load_checkpoint
+    from harness.config import resolve_model
+
+    log = json.loads((intermediate / "training_log.json").read_text())
+    assert log["steps"] == 60 and len(log["log"]) == 60
+    assert log["last_loss"] < log["first_loss"]  # it learned something
+    spec = resolve_model(str(intermediate))
+    assert spec.head == "sequence-classification"
+    ckpt = load_checkpoint(spec, cache_dir)
+    base = load_checkpoint(resolve_model("xlmr-tiny"), cache_dir)
+    assert ckpt.arch == base.arch
+    assert ckpt.weights.sha256 != base.weights.sha256 == log["baseline_sha256"]
+
+
+@pytest.mark.parametrize("task", ["span", "multiple-choice"])
+def test_other_intermediate_tasks_train(
+    task: str, tmp_path: Path, cache_dir: Path, small_corpus: Path
+) -> None:
+    out = tmp_path / task
+    assert (
+        main(
+            [
+                "train-intermediate",
+                "--task",
+                task,
+                "--steps",
+                "3",
+                "--out",
+                str(out),
+                "--corpus",
+                str(small_corpus),
+                "--cache-dir",
+                str(cache_dir),
+            ]
+        )
+        == 0
+    )
+    assert (out / "model.safetensors").is_file() and (out / "surrogate.spm.model").is_file()
+
+
+def test_end_to_end_compare(
+    intermediate: Path, cache_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "reports"
+    code = main(
+        [
+            "compare",
+            "-m",
+            "xlmr-tiny",
+            "-m",
+            str(intermediate),
+            "-m",
+            "xlmr-tiny-deep",
+            "--aa",
+            "-b",
+            "onnxruntime",
+            "--batch-sizes",
+            "4",
+            "--seq-lens",
+            "64",
+            "--threads",
+            "1",
+            "--languages",
+            "heb",
+            "--lang-max-len",
+            "32",
+            "--corpus",
+            str(small_corpus),
+            "--min-rounds",
+            "10",
+            "--max-rounds",
+            "12",
+            "--max-time",
+            "0.2",
+            "--cache-dir",
+            str(cache_dir),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    (run_dir,) = out.iterdir()
+    run = load_run(run_dir)
+    assert run.meta.kind == "compare"
+    comps = {c.candidate: c for c in comparisons_of(run, CompareSettings())}
+    assert set(comps) == {"xlmr-tiny~aa", "xlmr-tiny-nli", "xlmr-tiny-deep"}
+    deep = comps["xlmr-tiny-deep"]
+    # One more layer of three is ~50 % more work: must come out slower, CI excluding 1.
+    synth = next(r for r in deep.results if r.case.get("language") is None)
+    assert synth.verdict == "slower" and synth.ci_low > 1.0
+    assert "changes inference cost" in summary_sentence(deep)
+    nf = noise_floor(comps["xlmr-tiny~aa"])
+    assert nf["cases"] == 2
+    for rec in run.records:
+        assert rec.workload["interleaved"]["rounds"] >= 10
+    report = (run_dir / "report.md").read_text()
+    assert "Noise floor (A/A control)" in report and "xlmr-tiny-deep" in report
+    assert (run_dir / "report.html").is_file() and (run_dir / "comparison.json").is_file()
+    assert list(run_dir.glob("ratios-*.png"))
+
+
+def test_compare_two_run_directories(cache_dir: Path, tmp_path: Path) -> None:
+    dirs = []
+    for i in range(2):
+        out = tmp_path / f"r{i}"
+        assert (
+            main(
+                [
+                    "run",
+                    "-m",
+                    "xlmr-tiny",
+                    "--inline",
+                    "--max-time",
+                    "0.2",
+                    "--cache-dir",
+                    str(cache_dir),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        (d,) = out.iterdir()
+        dirs.append(d)
+    report = tmp_path / "cmp" / "c.md"
+    assert main(["compare", str(dirs[0]), str(dirs[1]), "--report", str(report)]) == 0
+    assert report.is_file() and json.loads(report.with_suffix(".json").read_text())["results"]
+    assert main(["compare", str(dirs[0])]) == 2

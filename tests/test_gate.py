@@ -1,0 +1,155 @@
+"""The CI gate on runs made with a fake clock: a planted slowdown exits 1, A/A exits 0."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.config import MeasureSpec
+from harness.errors import HarnessError
+from harness.export import to_github_action_benchmark
+from harness.gate import GateSettings, gate_runs
+from harness.history import add_run, load_series
+from harness.launcher import run_sweep
+from harness.results import load_run
+from harness.runner import RunOptions
+from harness.sweep import SweepSpec
+
+from .fakes import FakeTimer
+
+SWEEP = SweepSpec(
+    name="gate",
+    models=("xlmr-tiny",),
+    backends=("eager", "onnxruntime"),
+    batch_sizes=(1, 2),
+    seq_lens=(8,),
+    isolate=False,
+    measure=MeasureSpec(warmup_iters=2, min_iters=60, max_iters=60, max_time_s=100),
+)
+
+
+def _fake_run(root: Path, cache_dir: Path, scale: float, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    noise = 1 + 0.02 * rng.standard_normal(100000)
+    timer = FakeTimer(lambda i: 0.010 * scale * float(noise[i]))
+    return run_sweep(SWEEP, root, RunOptions(cache_dir=cache_dir, timer=timer))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("gate")
+    return {
+        "base": _fake_run(root, cache_dir, 1.0, 1),
+        "same": _fake_run(root, cache_dir, 1.0, 2),
+        "slow": _fake_run(root, cache_dir, 1.10, 3),
+        "fast": _fake_run(root, cache_dir, 0.85, 4),
+    }
+
+
+def _check(runs: dict[str, Path], cand: str, *extra: str) -> int:
+    return main(["check", "--baseline", str(runs["base"]), "--run", str(runs[cand]), *extra])
+
+
+def test_planted_slowdown_fails_the_gate(runs: dict[str, Path]) -> None:
+    assert _check(runs, "slow") == 1
+
+
+def test_aa_passes(runs: dict[str, Path]) -> None:
+    assert _check(runs, "same") == 0
+
+
+def test_improvement_passes(runs: dict[str, Path]) -> None:
+    assert _check(runs, "fast") == 0
+
+
+def test_threshold_above_the_slowdown_passes(runs: dict[str, Path]) -> None:
+    assert _check(runs, "slow", "--threshold", "0.15") == 0
+    assert _check(runs, "slow", "--threshold", "0.15", "--metric", "p50=5%") == 1
+
+
+def test_gate_rows(runs: dict[str, Path]) -> None:
+    rows, warnings = gate_runs(load_run(runs["base"]), load_run(runs["slow"]), GateSettings())
+    assert warnings == []
+    p50 = [r for r in rows if r.metric == "p50"]
+    assert len(p50) == 4 and all(r.regression for r in p50)
+    assert all(0.07 < r.change < 0.13 for r in p50)
+    tput = [r for r in rows if r.metric == "throughput"]
+    assert all(r.candidate < r.baseline and r.regression for r in tput)
+
+
+def test_incomparable_runs_exit_2(runs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(runs["same"], other)
+    meta = json.loads((other / "run.json").read_text())
+    meta["env"]["cpu_model"] = "Some Other CPU"
+    (other / "run.json").write_text(json.dumps(meta))
+    assert main(["check", "--baseline", str(runs["base"]), "--run", str(other)]) == 2
+    with pytest.raises(HarnessError, match="cpu_model differs"):
+        gate_runs(load_run(runs["base"]), load_run(other), GateSettings())
+    rows, warnings = gate_runs(
+        load_run(runs["base"]), load_run(other), GateSettings(), strict=False
+    )
+    assert warnings and rows
+
+
+def test_missing_case_exit_2(runs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(runs["same"], partial)
+    lines = (partial / "records.jsonl").read_text().splitlines()
+    (partial / "records.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    assert main(["check", "--baseline", str(runs["base"]), "--run", str(partial)]) == 2
+
+
+def test_bad_metric_names() -> None:
+    with pytest.raises(HarnessError, match="unknown metric"):
+        GateSettings(thresholds={"p42": 0.1})
+
+
+def test_github_action_benchmark_export(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = load_run(runs["base"])
+    smaller = to_github_action_benchmark(run, "gab-smaller")
+    assert len(smaller) == 4
+    assert {e["unit"] for e in smaller} == {"ms"}
+    assert all(9 < e["value"] < 11 and e["name"].endswith(" p50") for e in smaller)
+    bigger = to_github_action_benchmark(run, "gab-bigger")
+    assert all(e["unit"] == "sequences/s" and e["value"] > 0 for e in bigger)
+    out = tmp_path / "gab.json"
+    assert main(["export", str(runs["base"]), "--format", "gab-bigger", "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == bigger
+
+
+def test_history_flags_a_step(runs: dict[str, Path], tmp_path: Path) -> None:
+    store = tmp_path / "history"
+    order = [
+        "base",
+        "same",
+        "base",
+        "same",
+        "base",
+        "same",
+        "slow",
+        "slow",
+        "slow",
+        "slow",
+        "slow",
+        "slow",
+    ]
+    for i, name in enumerate(order):
+        run = load_run(runs[name])
+        run.meta.created = f"2026-01-{i + 1:02d}T00:00:00"
+        run.meta.run_id = f"r{i:02d}"
+        add_run(store, run)
+    series = load_series(store, "p50", "eager/cpu/float32/b1")
+    (s,) = series
+    assert len(s.values) == 12
+    (cp,) = s.change_points
+    assert cp.index == 6 and cp.change > 0.05
+    assert main(["history", "show", "--store", str(store), "--case", "b1/s8"]) == 0
