@@ -39,7 +39,7 @@ HEADS = (
     "token-classification",
     "multiple-choice",
 )
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "tf32", "bfloat16", "float16")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -85,8 +85,7 @@ def collect_env(root: Path | None = None) -> dict[str, Any]:
     for name in _PACKAGES:
         env[name.replace("-", "_")] = _version(name)
     if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        env["gpu_name"] = props.name
-        env["gpu_memory_bytes"] = props.total_memory
-        env["cuda_version"] = torch.version.cuda
+        from .gpu import gpu_env
+
+        env |= gpu_env()
     return env

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .render.gpu import gpu_rows, target_lines
 from .render.html import markdown_to_html
 from .render.markdown import md_table
 from .render.plots import plot_language_latency, plot_language_throughput, plot_latency_vs_tokens
@@ -117,6 +118,20 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
         "",
         md_table(_cold_rows(records)),
     ]
+    gpu = gpu_rows(sort_records(records))
+    if gpu:
+        lines += [
+            "## GPU: roofline, memory, energy",
+            "",
+            "TFLOP/s are model FLOPs (`harness.roofline.forward_flops`) at the median latency; "
+            "`% peak` is against the data-sheet dense peak for the dtype, `% matmul` against a "
+            "large matmul measured on this GPU at the start of the group; the weight floor is "
+            "the time to read the non-embedding weights once at the data-sheet bandwidth.",
+            "",
+            md_table(gpu),
+            *target_lines(records),
+            "",
+        ]
     for section in extra_sections or []:
         lines += [section, ""]
     plots = [

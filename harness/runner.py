@@ -114,6 +114,13 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
     start = time.perf_counter()
     info = backend.prepare(ckpt, example)
     prepare_s = time.perf_counter() - start
+    if case.device == "cuda":
+        from .gpu import gpu_env, measure_matmul_peak
+
+        info = info | {
+            "gpu_name": gpu_env().get("gpu_name"),
+            "measured_matmul_tflops": measure_matmul_peak(case.dtype),
+        }
     got = backend.output(backend.run(backend.bind(probe)))
     backend.sync()
     diff = float(np.max(np.abs(got - reference))) if got.shape == reference.shape else float("inf")
@@ -166,14 +173,38 @@ def case_inputs(case: Case, group: Group, opts: RunOptions) -> CaseInputs:
     return CaseInputs(batches, calls, tokenizer, workload)
 
 
+#: Backends whose work runs on torch's current CUDA stream: timed with CUDA events there.
+TORCH_STREAM_BACKENDS = ("eager", "torchscript", "compile", "cuda-graph")
+
+
+def default_timer(case: Case, backend: Backend) -> Timer:
+    """CUDA events for torch backends on a GPU; the host clock with a sync otherwise."""
+    if case.device == "cuda" and case.backend in TORCH_STREAM_BACKENDS:
+        from .gpu import CudaEventTimer
+
+        return CudaEventTimer()
+    return PerfCounterTimer(sync=backend.sync)
+
+
 def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
     inputs = case_inputs(case, group, opts)
-    timer = opts.timer or PerfCounterTimer(sync=group.backend.sync)
+    timer = opts.timer or default_timer(case, group.backend)
     memory = PeakRSS()
+    probe = None
+    if case.device == "cuda":
+        from .gpu import GpuCaseProbe
+
+        probe = GpuCaseProbe()
+        probe.start()
     memory.start()
     first_call_s = timer.time(inputs.calls[0])
     samples = measure(timer, inputs.calls, case.measure)
-    return build_record(case, group, inputs, samples, first_call_s, memory)
+    device = {}
+    if probe is not None:
+        calls = 1 + len(samples.warmup) + len(samples.values)
+        mean_seqs = sum(b.sequences for b in inputs.batches) / len(inputs.batches)
+        device = probe.stop(int(calls * mean_seqs))
+    return build_record(case, group, inputs, samples, first_call_s, memory, device)
 
 
 def build_record(
@@ -183,8 +214,9 @@ def build_record(
     samples: Samples,
     first_call_s: float,
     memory: PeakRSS,
+    device: dict[str, Any] | None = None,
 ) -> Record:
-    """Statistics, throughput and memory of a measured case, as a versioned record."""
+    """Statistics, throughput, memory and compute of a measured case, as a versioned record."""
     batches, workload = inputs.batches, dict(inputs.workload)
     peak = memory.peak_delta()
     summary = summarize(samples.values, len(batches))
@@ -200,6 +232,8 @@ def build_record(
         "real_tokens_per_s": sum(real[i] for i in passes) / total_s,
         "basis": "work of all timed calls / their summed time",
     }
+    device = dict(device or {})
+    device["compute"] = compute_facts(case, group, batches, passes, total_s, summary.p50)
     workload |= {
         "sequences_per_call": float(np.mean(seqs)),
         "positions_per_call": float(np.mean(positions)),
@@ -228,9 +262,55 @@ def build_record(
         },
         parity=group.parity,
         cold=group.cold | {"first_call_s": first_call_s},
+        gpu=device,
         started_at=_now(),
         wall_s=samples.wall_s,
     )
+
+
+def compute_facts(
+    case: Case, group: Group, batches: list[Batch], passes: list[int], total_s: float, p50_s: float
+) -> dict[str, Any]:
+    """FLOPs and achieved TFLOP/s (every device); on a GPU also the share of the device's
+    peak and the weight-reading floor (see :mod:`harness.roofline`)."""
+    from .roofline import forward_flops, lookup_peak, roofline, weight_bytes
+
+    arch, spec = group.ckpt.arch, case.model
+    per_batch = [
+        forward_flops(
+            arch,
+            int(b.input_ids.shape[0]),
+            b.seq_len,
+            head=spec.head,
+            num_labels=spec.num_labels,
+            choices=spec.choices,
+        )
+        for b in batches
+    ]
+    facts: dict[str, Any] = {
+        "flops_per_call": float(np.mean(per_batch)),
+        "achieved_tflops": sum(per_batch[i] for i in passes) / total_s / 1e12,
+        "formula": "harness.roofline.forward_flops",
+    }
+    if case.device != "cuda":
+        return facts
+    name = str(group.info.get("gpu_name", ""))
+    peak = lookup_peak(name)
+    bytes_per = 2 if case.dtype in ("bfloat16", "float16") else 4
+    table = peak.tflops.get(case.dtype) if peak else None
+    line = roofline(
+        facts["flops_per_call"],
+        p50_s,
+        weight_bytes(arch, bytes_per),
+        peak_tflops=table,
+        bandwidth_tbs=peak.bandwidth_tbs if peak else None,
+        peak_source=f"data sheet: {peak.name}" if peak else "unknown device",
+    )
+    facts |= {"roofline_at_p50": line.to_dict()}
+    measured = group.info.get("measured_matmul_tflops")
+    if measured:
+        facts["share_of_measured_matmul_peak"] = line.achieved_tflops / measured
+    return facts
 
 
 def run_group(

@@ -55,8 +55,9 @@ class Case:
         return f"{self.model.name}/{self.key}"
 
     @property
-    def group(self) -> tuple[str, str]:
-        return (self.model.name, self.backend)
+    def group(self) -> tuple[str, str, str]:
+        """Cases that share one loaded checkpoint and one prepared backend."""
+        return (self.model.name, self.backend, self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +82,8 @@ class SweepSpec:
     seq_lens: tuple[int, ...] = (32,)
     device: str = "cpu"
     dtype: str = "float32"
+    #: Several dtypes in one run (default: just ``dtype``); each is its own prepared group.
+    dtypes: tuple[str, ...] = ()
     threads: int = 1
     synthetic: bool = True
     languages: tuple[str, ...] = ()
@@ -110,8 +113,11 @@ class SweepSpec:
                 raise HarnessError(f"sweep: {key} must be > 0, got {getattr(self, key)}")
         if self.device not in DEVICES:
             raise HarnessError(f"sweep: unknown device {self.device!r} (known: cpu, cuda)")
-        if self.dtype not in DTYPES:
-            raise HarnessError(f"sweep: unknown dtype {self.dtype!r} (known: {', '.join(DTYPES)})")
+        for dtype in (self.dtype, *self.dtypes):
+            if dtype not in DTYPES:
+                raise HarnessError(f"sweep: unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
+            if dtype == "tf32" and self.device != "cuda":
+                raise HarnessError("sweep: tf32 is a CUDA matmul mode; use float32 on cpu")
         for policy in self.policies:
             if policy not in POLICIES:
                 raise HarnessError(
@@ -141,6 +147,7 @@ class SweepSpec:
             "languages",
             "policies",
             "lang_batch_sizes",
+            "dtypes",
         ):
             if key in data:
                 value = data[key]
@@ -171,18 +178,17 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
     for backend in sweep.backends:
         check_backend(backend, sweep.device)
     cases: list[Case] = []
-    common: dict[str, Any] = {
-        "device": sweep.device,
-        "dtype": sweep.dtype,
-        "threads": sweep.threads,
-    }
+    common: dict[str, Any] = {"device": sweep.device, "threads": sweep.threads}
     for backend, options in sweep.backend_options.items():
         if backend not in sweep.backends:
             raise HarnessError(f"sweep: options given for {backend!r}, which is not in backends")
         check_backend(backend, sweep.device).check_options(options)
-    for spec, backend in itertools.product(specs, sweep.backends):
+    for spec, backend, dtype in itertools.product(
+        specs, sweep.backends, sweep.dtypes or (sweep.dtype,)
+    ):
         opts = tuple(sorted((k, str(v)) for k, v in sweep.backend_options.get(backend, {}).items()))
         common["options"] = opts
+        common["dtype"] = dtype
         group: list[Case] = []
         if sweep.synthetic:
             for batch, seq in itertools.product(sweep.batch_sizes, sweep.seq_lens):

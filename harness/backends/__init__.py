@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ..errors import HarnessError
 from .base import Backend, BackendContext
+from .compiled import CompileBackend
+from .cudagraph import CudaGraphBackend
 from .eager import EagerBackend
 from .onnxruntime import OnnxRuntimeBackend, OnnxRuntimeFusedBackend
 from .torchscript import TorchScriptBackend
@@ -15,6 +17,8 @@ BACKENDS: dict[str, type[Backend]] = {
     "torchscript": TorchScriptBackend,
     "onnxruntime": OnnxRuntimeBackend,
     "onnxruntime-fused": OnnxRuntimeFusedBackend,
+    "compile": CompileBackend,
+    "cuda-graph": CudaGraphBackend,
 }
 
 

@@ -54,9 +54,14 @@ class EagerBackend:
         validate_options(cls.name, options, cls.OPTIONS)
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
+        precision = {}
+        if self.ctx.device == "cuda":
+            from ..gpu import set_precision
+
+            precision = set_precision(self.ctx.dtype)
         self.module = ckpt.model.to(device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype))
         impl = getattr(ckpt.model.model.config, "_attn_implementation", None)
-        return {"attn_implementation": impl, "torch_threads": torch.get_num_threads()}
+        return precision | {"attn_implementation": impl, "torch_threads": torch.get_num_threads()}
 
     def bind(self, batch: Batch) -> Any:
         dev = self.ctx.device

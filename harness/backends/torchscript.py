@@ -40,6 +40,11 @@ class TorchScriptBackend:
         validate_options(cls.name, options, cls.OPTIONS)
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
+        precision = {}
+        if self.ctx.device == "cuda":
+            from ..gpu import set_precision
+
+            precision = set_precision(self.ctx.dtype)
         model = ckpt.model.to(device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype))
         args = (example.input_ids.to(self.ctx.device), example.attention_mask.to(self.ctx.device))
         with torch.no_grad(), warnings.catch_warnings():
@@ -48,7 +53,7 @@ class TorchScriptBackend:
             freeze = self.ctx.option("freeze", "true") == "true"
             self.module = torch.jit.freeze(traced) if freeze else traced
         mode = "trace+freeze" if freeze else "trace"
-        return {"mode": mode, "example_shape": list(example.input_ids.shape)}
+        return precision | {"mode": mode, "example_shape": list(example.input_ids.shape)}
 
     def bind(self, batch: Batch) -> Any:
         dev = self.ctx.device

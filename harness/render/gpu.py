@@ -1,0 +1,83 @@
+"""GPU sections of a run report: the roofline table and the issue's targets as ratios."""
+
+from __future__ import annotations
+
+from ..results import Record
+from .rows import fmt_bytes, fmt_ms
+
+__all__ = ["gpu_rows", "target_lines"]
+
+#: (what, batch, seq, dtype, target, unit): latency targets are "at most", TFLOP/s "at least".
+TARGETS = (
+    ("latency", 1, 128, "bfloat16", 1.0e-3, "ms"),
+    ("tflops", 64, 512, "bfloat16", 600.0, "TFLOP/s"),
+)
+
+
+def _pct(x: float | None) -> str:
+    return f"{100 * x:.1f}%" if x is not None else "–"
+
+
+def gpu_rows(records: list[Record]) -> list[dict[str, str]]:
+    rows = []
+    for r in records:
+        if r.status != "ok" or r.case.get("device") != "cuda":
+            continue
+        comp = r.gpu.get("compute", {})
+        line = comp.get("roofline_at_p50", {})
+        floor = line.get("weight_floor_s")
+        rows.append(
+            {
+                "model": r.model,
+                "backend": r.case["backend"],
+                "dtype": r.case["dtype"],
+                "batch": str(r.case["batch_size"]),
+                "seq": str(r.case["seq_len"]),
+                "p50 ms": fmt_ms(r.summary.get("p50")),
+                "TFLOP/s": f"{line.get('achieved_tflops', 0):.1f}",
+                "% peak": _pct(line.get("share_of_peak")),
+                "% matmul": _pct(comp.get("share_of_measured_matmul_peak")),
+                "weight floor ms": fmt_ms(floor),
+                "× floor": f"{line['over_floor']:.1f}" if line.get("over_floor") else "–",
+                "max alloc": fmt_bytes(r.gpu.get("max_allocated_bytes")),
+                "activations": fmt_bytes(r.gpu.get("activation_bytes")),
+                "J/1k seq": f"{r.gpu['joules_per_1k_sequences']:.1f}"
+                if "joules_per_1k_sequences" in r.gpu
+                else "–",
+            }
+        )
+    return rows
+
+
+def target_lines(records: list[Record]) -> list[str]:
+    """Each target as a ratio of the best backend's figure to the target, in this run."""
+    lines = []
+    for what, batch, seq, dtype, target, unit in TARGETS:
+        hits = [
+            r
+            for r in records
+            if r.status == "ok"
+            and r.case.get("device") == "cuda"
+            and r.case["batch_size"] == batch
+            and r.case["seq_len"] == seq
+            and r.case["dtype"] == dtype
+        ]
+        if not hits:
+            continue
+        if what == "latency":
+            best = min(hits, key=lambda r: r.summary["p50"])
+            value = best.summary["p50"]
+            lines.append(
+                f"- batch {batch} × {seq}, {dtype}: best p50 {value * 1e3:.3f} ms "
+                f"({best.case['backend']}) = {value / target:.2f}× the {target * 1e3:g} ms target "
+                f"({'met' if value <= target else 'not met'})."
+            )
+        else:
+            best = max(hits, key=lambda r: r.gpu.get("compute", {}).get("achieved_tflops", 0))
+            value = best.gpu["compute"]["achieved_tflops"]
+            lines.append(
+                f"- batch {batch} × {seq}, {dtype}: best {value:.0f} {unit} "
+                f"({best.case['backend']}) = {value / target:.2f}× the {target:g} {unit} target "
+                f"({'met' if value >= target else 'not met'})."
+            )
+    return lines

@@ -1,0 +1,260 @@
+"""GPU arithmetic, tested on the CPU; GPU paths themselves are marked ``gpu`` and skipped
+without a CUDA device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from harness.backends import BackendContext, check_backend, make_backend
+from harness.checkpoints import load_checkpoint
+from harness.config import HEADS, ArchSpec, MeasureSpec, ModelSpec, resolve_model
+from harness.errors import HarnessError
+from harness.gpu import EnergyMeter
+from harness.roofline import energy_per_1k, forward_flops, lookup_peak, roofline, weight_bytes
+from harness.workloads import synthetic_batch
+
+ARCH = ArchSpec(layers=2, hidden=64, ffn=128, heads=4, vocab=500, max_positions=130)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_flop_formula_matches_torch_flop_counter(head: str, cache_dir: Path) -> None:
+    # With plain-matmul attention PyTorch's FlopCounterMode sees every FLOP we count.
+    spec = ModelSpec(name=f"flops-{head}", source="random-init", head=head, arch=ARCH, num_labels=5)
+    ckpt = load_checkpoint(spec, cache_dir, attn_implementation="eager")
+    batch = synthetic_batch(3, 40, ARCH.vocab, choices=spec.choices)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        ckpt.model(batch.input_ids, batch.attention_mask)
+    expected = forward_flops(ARCH, 3, 40, head=head, num_labels=5, choices=spec.choices)
+    assert counter.get_total_flops() == expected
+
+
+def test_xlmr_large_flops_by_hand() -> None:
+    large = resolve_model("xlmr-large").arch
+    per_layer = 8 * 128 * 1024**2 + 4 * 128**2 * 1024 + 4 * 128 * 1024 * 4096
+    assert forward_flops(large, 1, 128) == 24 * per_layer == 78_920_024_064
+
+
+def test_weight_bytes_counts_non_embedding_parameters(cache_dir: Path) -> None:
+    ckpt = load_checkpoint(ModelSpec(name="wb", source="random-init", arch=ARCH), cache_dir)
+    encoder = sum(p.numel() for n, p in ckpt.model.named_parameters() if ".encoder." in f".{n}")
+    assert weight_bytes(ARCH, 4) == 4 * encoder
+    large = resolve_model("xlmr-large").arch
+    assert 1.2e9 < weight_bytes(large, 4) < 1.3e9  # ~302 M non-embedding parameters
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("NVIDIA H100 80GB HBM3", "H100"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA A100-SXM4-80GB", "A100"),
+        ("NVIDIA L4", "L4"),
+        ("Some CPU", None),
+    ],
+)
+def test_peak_lookup(name: str, expected: str | None) -> None:
+    peak = lookup_peak(name)
+    assert (peak.name if peak else None) == expected
+
+
+def test_roofline_arithmetic() -> None:
+    line = roofline(
+        1e12, 0.002, 600_000_000, peak_tflops=1000.0, bandwidth_tbs=3.0, peak_source="x"
+    )
+    assert line.achieved_tflops == pytest.approx(500.0)
+    assert line.share_of_peak == pytest.approx(0.5)
+    assert line.weight_floor_s == pytest.approx(2e-4)
+    assert line.over_floor == pytest.approx(10.0)
+    unknown = roofline(1e12, 1.0, 1, peak_tflops=None, bandwidth_tbs=None, peak_source="?")
+    assert unknown.share_of_peak is None and unknown.weight_floor_s is None
+
+
+def test_energy_per_thousand_sequences() -> None:
+    assert energy_per_1k(50.0, 2000) == pytest.approx(25.0)
+
+
+class _FakeNvml:
+    def __init__(self, energy_mj: list[int] | None, power_mw: list[int]) -> None:
+        self.energy, self.power = energy_mj, power_mw
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
+        if self.energy is None:
+            raise RuntimeError("not supported")
+        return self.energy.pop(0)
+
+    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
+        return self.power.pop(0)
+
+
+def _meter(nv: _FakeNvml) -> EnergyMeter:
+    meter = EnergyMeter()
+    meter._nv, meter._handle = nv, object()
+    meter._t0 = __import__("time").perf_counter() - 2.0  # pretend 2 s passed
+    try:
+        meter._e0 = nv.nvmlDeviceGetTotalEnergyConsumption(None) / 1e3
+    except RuntimeError:
+        meter._e0 = None
+    meter._p0 = nv.nvmlDeviceGetPowerUsage(None) / 1e3
+    return meter
+
+
+def test_energy_counter_and_power_fallback() -> None:
+    counted = _meter(_FakeNvml([1_000_000, 1_700_000], [300_000])).stop()
+    assert counted["method"] == "nvml energy counter" and counted["joules"] == pytest.approx(700.0)
+    sampled = _meter(_FakeNvml(None, [300_000, 500_000])).stop()
+    assert sampled["method"] == "mean power x time"
+    assert sampled["joules"] == pytest.approx(400 * 2.0, rel=0.01)
+    assert EnergyMeter().stop()["method"].startswith("unavailable")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU paths")
+@pytest.mark.parametrize(
+    ("backend", "message"),
+    [
+        ("cuda-graph", "CUDA graphs need a CUDA device"),
+        ("compile", "no CUDA device"),
+        ("eager", "no CUDA device"),
+        ("torchscript", "no CUDA device"),
+    ],
+)
+def test_gpu_backends_say_unavailable(backend: str, message: str) -> None:
+    with pytest.raises(HarnessError, match=message):
+        check_backend(backend, "cuda")
+
+
+def test_cuda_graph_is_gpu_only() -> None:
+    with pytest.raises(HarnessError, match="does not run on cpu"):
+        check_backend("cuda-graph", "cpu")
+
+
+def test_onnxruntime_cuda_provider_unavailable_is_clean() -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu installed")
+    with pytest.raises(HarnessError, match="install onnxruntime-gpu"):
+        check_backend("onnxruntime", "cuda")
+
+
+@pytest.mark.slow
+def test_compile_backend_parity_on_cpu(cache_dir: Path) -> None:
+    ckpt = load_checkpoint(
+        ModelSpec(name="compile-cpu", source="random-init", arch=ARCH), cache_dir
+    )
+    probe = synthetic_batch(3, 24, ARCH.vocab, seed=5, pad_rows=True)
+    with torch.inference_mode():
+        reference = ckpt.model(probe.input_ids, probe.attention_mask).numpy()
+    b = make_backend(
+        "compile", BackendContext("cpu", "float32", 1, cache_dir, (("mode", "default"),))
+    )
+    info = b.prepare(ckpt, synthetic_batch(2, 16, ARCH.vocab))
+    got = b.output(b.run(b.bind(probe)))
+    assert info["mode"] == "default"
+    np.testing.assert_allclose(got, reference, atol=1e-4, rtol=1e-4)
+
+
+# ---- on a real GPU -------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["eager", "torchscript", "cuda-graph", "compile"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gpu_backend_parity(backend: str, dtype: str, cache_dir: Path) -> None:
+    from harness.runner import parity_tolerance
+
+    ckpt = load_checkpoint(ModelSpec(name="gpu-parity", source="random-init", arch=ARCH), cache_dir)
+    probe = synthetic_batch(3, 24, ARCH.vocab, seed=5, pad_rows=True)
+    with torch.inference_mode():
+        reference = ckpt.model(probe.input_ids, probe.attention_mask).numpy()
+    b = make_backend(backend, BackendContext("cuda", dtype, 1, cache_dir))
+    b.prepare(ckpt, synthetic_batch(2, 16, ARCH.vocab, pad_rows=True))
+    got = b.output(b.run(b.bind(probe)))
+    b.sync()
+    assert np.abs(got - reference).max() <= parity_tolerance(dtype, reference)
+
+
+@pytest.mark.gpu
+def test_gpu_sweep_records_gpu_facts(tmp_path: Path, cache_dir: Path) -> None:
+    from harness.launcher import run_sweep
+    from harness.results import load_run
+    from harness.runner import RunOptions
+    from harness.sweep import SweepSpec
+
+    sweep = SweepSpec(
+        models=("xlmr-tiny",),
+        backends=("eager", "cuda-graph"),
+        batch_sizes=(4,),
+        seq_lens=(64,),
+        device="cuda",
+        dtype="bfloat16",
+        isolate=False,
+        measure=MeasureSpec(max_time_s=0.3),
+    )
+    run = load_run(run_sweep(sweep, tmp_path, RunOptions(cache_dir=cache_dir)))
+    for rec in run.records:
+        assert rec.status == "ok", rec.message
+        assert rec.gpu["max_allocated_bytes"] > 0
+        assert rec.gpu["compute"]["achieved_tflops"] > 0
+        assert "roofline_at_p50" in rec.gpu["compute"]
+    assert run.meta.env["gpu_name"]
+
+
+def _gpu_record(backend: str, batch: int, seq: int, p50: float, tflops: float) -> Any:
+    from harness.results import Record
+
+    return Record(
+        case_id=f"xlmr-large/{backend}/cuda/bfloat16/b{batch}/s{seq}/t1",
+        case={
+            "backend": backend,
+            "device": "cuda",
+            "dtype": "bfloat16",
+            "batch_size": batch,
+            "seq_len": seq,
+        },
+        status="ok",
+        summary={"p50": p50},
+        gpu={
+            "compute": {
+                "achieved_tflops": tflops,
+                "roofline_at_p50": {
+                    "achieved_tflops": tflops,
+                    "share_of_peak": tflops / 989,
+                    "weight_floor_s": 2e-4,
+                    "over_floor": p50 / 2e-4,
+                },
+            },
+            "max_allocated_bytes": 2**30,
+            "joules_per_1k_sequences": 12.5,
+        },
+    )
+
+
+def test_gpu_report_sections_and_targets() -> None:
+    from harness.render.gpu import gpu_rows, target_lines
+
+    records = [
+        _gpu_record("eager", 1, 128, 7.7e-3, 10.0),
+        _gpu_record("cuda-graph", 1, 128, 0.8e-3, 99.0),
+        _gpu_record("eager", 64, 512, 0.5, 452.0),
+        _gpu_record("compile", 64, 512, 0.4, 630.0),
+    ]
+    rows = gpu_rows(records)
+    assert len(rows) == 4 and rows[1]["× floor"] == "4.0" and rows[0]["J/1k seq"] == "12.5"
+    latency, tflops = target_lines(records)
+    assert "best p50 0.800 ms (cuda-graph) = 0.80× the 1 ms target (met)" in latency
+    assert "best 630 TFLOP/s (compile) = 1.05× the 600 TFLOP/s target (met)" in tflops
+
+
+def test_gpu_sweep_file_loads() -> None:
+    from harness.sweep import load_sweep
+
+    sweep = load_sweep(Path(__file__).resolve().parent.parent / "bench" / "gpu" / "large.toml")
+    assert sweep.device == "cuda" and sweep.dtypes == ("bfloat16", "float32")
+    assert set(sweep.backends) == {"eager", "torchscript", "cuda-graph", "compile"}
