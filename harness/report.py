@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from .render.gpu import gpu_rows, target_lines
 from .render.html import markdown_to_html
+from .render.languages import language_result_rows, stats_rows
 from .render.markdown import md_table
 from .render.plots import plot_language_latency, plot_language_throughput, plot_latency_vs_tokens
 from .render.rows import fmt_bytes, fmt_ms, result_rows, sort_records
@@ -118,6 +120,27 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
         "",
         md_table(_cold_rows(records)),
     ]
+    per_language = language_result_rows(records)
+    if per_language:
+        lines += [
+            "## Per language",
+            "",
+            "Real Tatoeba sentences (measured half), fastest language first; `pad waste` is the "
+            "share of padded positions, `real tok/s` counts only non-pad tokens.",
+            "",
+            md_table(per_language),
+        ]
+    stats_file = out / "languages.json"
+    if stats_file.is_file():
+        data = json.loads(stats_file.read_text())
+        lines += [
+            f"## Tokenization per language ({data['tokenizer']['name']})",
+            "",
+            f"Measured sentences, max length {data['max_len']}; fertility is tokens(lang) / "
+            "tokens(English translation), per pair.",
+            "",
+        ]
+        lines.append(md_table(stats_rows(data["languages"])))
     gpu = gpu_rows(sort_records(records))
     if gpu:
         lines += [

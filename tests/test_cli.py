@@ -206,3 +206,41 @@ def test_module_entry_point_has_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown model 'nope'")
     assert "Traceback" not in proc.stderr
+
+
+def test_language_run_writes_statistics_and_tables(
+    tmp_path: Path, cache_dir: Path, small_corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    code, _, err = _run(
+        [
+            "run",
+            "-m",
+            "xlmr-tiny",
+            "--languages",
+            "he,ja",
+            "--policies",
+            "sorted",
+            "--batch-sizes",
+            "4",
+            "--lang-max-len",
+            "32",
+            "--no-synthetic",
+            "--corpus",
+            str(small_corpus),
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache_dir),
+            *FAST,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    (run_dir,) = out.iterdir()
+    stats = json.loads((run_dir / "languages.json").read_text())
+    assert {s["language"] for s in stats["languages"]} == {"heb", "jpn"}
+    assert stats["tokenizer"]["kind"] == "surrogate"
+    report = (run_dir / "report.md").read_text()
+    assert "## Per language" in report and "## Tokenization per language" in report
+    assert "surrogate" in report and (run_dir / "languages.png").is_file()

@@ -112,6 +112,34 @@ def prepare_sweep(args: argparse.Namespace) -> tuple[SweepSpec, list[Case], Path
     return sweep, cases, corpus
 
 
+def write_language_stats(run_dir: Path, cases: list[Case], corpus: Path, cache_dir: Path) -> None:
+    """Token statistics of the run's languages, with the tokenizer of its first checkpoint."""
+    import json
+
+    from ..store import write_atomic
+    from ..textload import language_stats
+    from ..tokenize import get_tokenizer
+
+    lang_cases = [c for c in cases if c.language]
+    if not lang_cases:
+        return
+    spec = lang_cases[0].model
+    path = Path(spec.source) if spec.is_local else None
+    tok = get_tokenizer(spec.source, path, corpus, cache_dir)
+    langs = sorted({lang for c in lang_cases for lang in str(c.language).split("+")})
+    max_len = lang_cases[0].seq_len
+    stats = sorted(
+        (language_stats(tok, corpus, lang, max_len) for lang in langs), key=lambda s: s.tokens_mean
+    )
+    payload = {
+        "tokenizer": tok.info,
+        "max_len": max_len,
+        "model": spec.name,
+        "languages": [s.to_dict() for s in stats],
+    }
+    write_atomic(run_dir / "languages.json", json.dumps(payload, indent=2) + "\n")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ..launcher import run_sweep
     from ..render.console import rich_table
@@ -134,6 +162,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress, emit = progress_bar(console, len(cases))
     with progress:
         path = run_sweep(sweep, args.out, opts, resume=args.resume, emit=emit, cases=cases)
+    if corpus is not None:
+        try:
+            write_language_stats(path, cases, corpus, opts.cache_dir)
+        except HarnessError as exc:  # the cases themselves already recorded the problem
+            console.print(f"[yellow]no per-language statistics: {exc}[/yellow]")
     run = load_run(path)
     report = write_run_report(run)
     console.print(rich_table(result_rows(run.latest()), run.meta.run_id))
