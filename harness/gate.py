@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .calibrate import speed_factor
 from .compare import comparability_problems, merge_records
 from .errors import HarnessError
 from .results import Record, Run
@@ -30,6 +31,7 @@ class GateSettings:
     alpha: float = 0.05
     correction: str = "holm"
     memory_floor_bytes: int = 4 * 2**20
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         for metric, value in self.thresholds.items():
@@ -53,45 +55,46 @@ class GateRow:
     p_adj: float | None = None
     regression: bool = False
     improvement: bool = False
+    speed_factor: float | None = None  # machine slower by this for the candidate (probe)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _sample_rows(a: Record, b: Record, metrics: Sequence[str]) -> list[GateRow]:
+def _sample_rows(a: Record, b: Record, metrics: Sequence[str], normalize: bool) -> list[GateRow]:
+    """Rows for the sampled metrics. With ``normalize`` (and probes on both sides) the
+    candidate's samples are divided by the machine speed factor (:mod:`harness.calibrate`)
+    before testing; the displayed values stay raw."""
     rows = []
+    factor = speed_factor(a.calibration, b.calibration) if normalize else None
+    samples = [x / factor for x in b.samples] if factor else b.samples
     for metric in metrics:
-        c = compare_samples(a.samples, b.samples, statistic=_STATISTIC[metric])
+        c = compare_samples(a.samples, samples, statistic=_STATISTIC[metric])
         if metric == "throughput":
-            base, cand = a.throughput["sequences_per_s"], b.throughput["sequences_per_s"]
             # throughput falls when mean latency rises: change = 1 - 1/ratio
-            rows.append(
-                GateRow(
-                    a.case_id,
-                    metric,
-                    base,
-                    cand,
-                    1 - 1 / c.ratio,
-                    1 - 1 / c.ci_low,
-                    1 - 1 / c.ci_high,
-                    c.p_diff,
-                )
+            row = GateRow(
+                a.case_id,
+                metric,
+                a.throughput["sequences_per_s"],
+                b.throughput["sequences_per_s"],
+                1 - 1 / c.ratio,
+                1 - 1 / c.ci_low,
+                1 - 1 / c.ci_high,
+                c.p_diff,
             )
         else:
-            base = a.summary[metric]
-            cand = b.summary[metric]
-            rows.append(
-                GateRow(
-                    a.case_id,
-                    metric,
-                    base,
-                    cand,
-                    c.ratio - 1,
-                    c.ci_low - 1,
-                    c.ci_high - 1,
-                    c.p_diff,
-                )
+            row = GateRow(
+                a.case_id,
+                metric,
+                a.summary[metric],
+                b.summary[metric],
+                c.ratio - 1,
+                c.ci_low - 1,
+                c.ci_high - 1,
+                c.p_diff,
             )
+        row.speed_factor = factor
+        rows.append(row)
     return rows
 
 
@@ -122,7 +125,7 @@ def gate_runs(
         b = side_b.get(key)
         if b is None or a.status != "ok" or len(a.samples) < 2 or len(b.samples) < 2:
             continue
-        rows += _sample_rows(a, b, metrics)
+        rows += _sample_rows(a, b, metrics, settings.normalize)
         if "memory" in settings.thresholds:
             ma = a.memory.get("peak_rss_delta_bytes", 0)
             mb = b.memory.get("peak_rss_delta_bytes", 0)

@@ -4,6 +4,8 @@ Schema history (bump ``SCHEMA_VERSION`` and add a migration for every change):
 
 1 — first version: ``run.json`` (run metadata, environment, sweep) and ``records.jsonl``
     (one :class:`Record` per case, raw warmup and timed samples in seconds).
+2 — records carry ``calibration``, the machine speed probe timed before the case
+    (:mod:`harness.calibrate`); version-1 runs load with an empty one.
 
 Older files are migrated on load, newer ones refused; never misread.
 """
@@ -20,11 +22,13 @@ from .errors import HarnessError
 
 __all__ = ["SCHEMA_VERSION", "STATUSES", "Record", "Run", "RunMeta", "load_run"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "invalid", "error", "skipped")
 
 #: ``MIGRATIONS[v]`` turns a version-``v`` run.json dict into version ``v + 1``.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: lambda data: data | {"schema_version": 2},  # v2 only adds a defaulted record field
+}
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Record:
     parity: dict[str, Any] = field(default_factory=dict)
     cold: dict[str, Any] = field(default_factory=dict)
     gpu: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     wall_s: float = 0.0
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .backends import Backend, BackendContext, make_backend
+from .calibrate import speed_probe
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import HarnessError
 from .memory import PeakRSS
@@ -196,6 +197,7 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
 
         probe = GpuCaseProbe()
         probe.start()
+    calibration = speed_probe(timer) if case.device == "cpu" else {}
     memory.start()
     first_call_s = timer.time(inputs.calls[0])
     samples = measure(timer, inputs.calls, case.measure)
@@ -204,7 +206,9 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
         calls = 1 + len(samples.warmup) + len(samples.values)
         mean_seqs = sum(b.sequences for b in inputs.batches) / len(inputs.batches)
         device = probe.stop(int(calls * mean_seqs))
-    return build_record(case, group, inputs, samples, first_call_s, memory, device)
+    record = build_record(case, group, inputs, samples, first_call_s, memory, device)
+    record.calibration = calibration
+    return record
 
 
 def build_record(

@@ -244,3 +244,46 @@ def test_language_run_writes_statistics_and_tables(
     report = (run_dir / "report.md").read_text()
     assert "## Per language" in report and "## Tokenization per language" in report
     assert "surrogate" in report and (run_dir / "languages.png").is_file()
+
+
+def test_backend_options_reach_the_backend(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    code, _, err = _run(
+        [
+            "run",
+            "-m",
+            "xlmr-tiny",
+            "-b",
+            "onnxruntime",
+            "--backend-option",
+            "onnxruntime.graph_optimization_level=disable",
+            "--out",
+            str(out),
+            "--cache-dir",
+            str(cache_dir),
+            *FAST,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    (run_dir,) = out.iterdir()
+    (rec,) = load_run(run_dir).records
+    assert rec.backend["graph_optimization_level"] == "ORT_DISABLE_ALL"
+    assert rec.case["options"] == [["graph_optimization_level", "disable"]]
+    code, _, err = _run(
+        [
+            "run",
+            "-m",
+            "xlmr-tiny",
+            "-b",
+            "onnxruntime",
+            "--backend-option",
+            "onnxruntime.fast=yes",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
+    assert code == 2 and "has no option 'fast'" in err

@@ -51,7 +51,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> dict[str,
 
 
 def _check(runs: dict[str, Path], cand: str, *extra: str) -> int:
-    return main(["check", "--baseline", str(runs["base"]), "--run", str(runs[cand]), *extra])
+    # The fake clock slows the speed probe too (as a slower machine would): --raw tests the
+    # statistics alone; the normalisation has its own tests below.
+    return main(
+        ["check", "--baseline", str(runs["base"]), "--run", str(runs[cand]), "--raw", *extra]
+    )
 
 
 def test_planted_slowdown_fails_the_gate(runs: dict[str, Path]) -> None:
@@ -72,7 +76,9 @@ def test_threshold_above_the_slowdown_passes(runs: dict[str, Path]) -> None:
 
 
 def test_gate_rows(runs: dict[str, Path]) -> None:
-    rows, warnings = gate_runs(load_run(runs["base"]), load_run(runs["slow"]), GateSettings())
+    rows, warnings = gate_runs(
+        load_run(runs["base"]), load_run(runs["slow"]), GateSettings(normalize=False)
+    )
     assert warnings == []
     p50 = [r for r in rows if r.metric == "p50"]
     assert len(p50) == 4 and all(r.regression for r in p50)
@@ -153,3 +159,36 @@ def test_history_flags_a_step(runs: dict[str, Path], tmp_path: Path) -> None:
     (cp,) = s.change_points
     assert cp.index == 6 and cp.change > 0.05
     assert main(["history", "show", "--store", str(store), "--case", "b1/s8"]) == 0
+
+
+def _with_calibration(src: Path, dst: Path, factor_from: Path, scale: float) -> Path:
+    """A copy of run ``src`` whose speed probes are those of ``factor_from`` times ``scale``."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    probes = {r.case_id: r.calibration for r in load_run(factor_from).records}
+    lines = []
+    for line in (dst / "records.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        base = probes[rec["case_id"]]
+        rec["calibration"] = {k: v * scale if isinstance(v, float) else v for k, v in base.items()}
+        lines.append(json.dumps(rec))
+    (dst / "records.jsonl").write_text("\n".join(lines) + "\n")
+    return dst
+
+
+def test_speed_probe_divides_out_a_slower_machine(runs: dict[str, Path], tmp_path: Path) -> None:
+    base = str(runs["base"])
+    # Candidate 10 % slower and the machine probe says the machine was 10 % slower: pass.
+    machine = _with_calibration(runs["slow"], tmp_path / "machine", runs["base"], 1.10)
+    assert main(["check", "--baseline", base, "--run", str(machine)]) == 0
+    # Same timings, but the probe saw an unchanged machine: a real regression.
+    code = _with_calibration(runs["slow"], tmp_path / "code", runs["base"], 1.0)
+    assert main(["check", "--baseline", base, "--run", str(code)]) == 1
+    rows, _ = gate_runs(load_run(runs["base"]), load_run(machine), GateSettings())
+    assert all(r.speed_factor == pytest.approx(1.10) for r in rows if r.metric != "memory")
+
+
+def test_every_case_has_a_speed_probe(runs: dict[str, Path]) -> None:
+    for rec in load_run(runs["base"]).records:
+        assert rec.calibration["matmul_s"] > 0 and rec.calibration["python_s"] > 0

@@ -63,7 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _refresh(args)
     if args.baseline is None:
         raise HarnessError("check needs --baseline RUN_DIR (or --refresh-baseline DIR)")
-    settings = GateSettings(thresholds=_thresholds(args), alpha=args.alpha)
+    settings = GateSettings(thresholds=_thresholds(args), alpha=args.alpha, normalize=not args.raw)
     baseline = load_run(args.baseline)
     candidate_dir = args.run or _run_suite(args, args.out)
     candidate = load_run(candidate_dir)
@@ -111,8 +111,8 @@ def _refresh(args: argparse.Namespace) -> int:
     staging = target.parent / (target.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     run_dir = _run_suite(args, staging)
-    for junk in run_dir.glob("*.png"):
-        junk.unlink()
+    for junk in [*run_dir.glob("*.png"), run_dir / ".lock"]:
+        junk.unlink(missing_ok=True)
     if target.exists():
         shutil.rmtree(target)
     run_dir.rename(target)
@@ -134,6 +134,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--allow-incomparable", action="store_true")
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="do not divide out the machine speed probe (see harness/calibrate.py)",
+    )
     p.add_argument(
         "--refresh-baseline",
         type=Path,

@@ -56,6 +56,12 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
         help="built models, exports, tokenizers (default $HARNESS_CACHE or ~/.cache/xlmr-harness)",
     )
     p.add_argument("--allow-pickle", action="store_true", help="trust pickle (.bin/.pt) weights")
+    p.add_argument(
+        "--backend-option",
+        action="append",
+        metavar="BACKEND.KEY=VALUE",
+        help="e.g. onnxruntime.graph_optimization_level=basic (repeatable)",
+    )
 
 
 def _measure(sweep: SweepSpec, args: argparse.Namespace) -> Any:
@@ -69,6 +75,21 @@ def _measure(sweep: SweepSpec, args: argparse.Namespace) -> Any:
         target_rel_ci=args.target_ci if args.target_ci is not None else m.target_rel_ci,
         max_time_s=args.max_time if args.max_time is not None else m.max_time_s,
     )
+
+
+def _backend_options(
+    items: list[str] | None, base: dict[str, dict[str, str]]
+) -> dict[str, dict[str, str]] | None:
+    if not items:
+        return None
+    out = {k: dict(v) for k, v in base.items()}
+    for item in items:
+        target, _, value = item.partition("=")
+        backend, _, key = target.partition(".")
+        if not backend or not key or not value:
+            raise HarnessError(f"--backend-option expects BACKEND.KEY=VALUE, got {item!r}")
+        out.setdefault(backend, {})[key] = value
+    return out
 
 
 def prepare_sweep(args: argparse.Namespace) -> tuple[SweepSpec, list[Case], Path | None]:
@@ -101,6 +122,7 @@ def prepare_sweep(args: argparse.Namespace) -> tuple[SweepSpec, list[Case], Path
         corpus=str(args.corpus) if args.corpus else None,
         isolate=isolate,
         measure=_measure(sweep, args),
+        backend_options=_backend_options(args.backend_option, sweep.backend_options),
     )
     corpus = None
     if sweep.languages:
