@@ -31,7 +31,9 @@ class GateSettings:
     alpha: float = 0.05
     correction: str = "holm"
     memory_floor_bytes: int = 4 * 2**20
-    normalize: bool = True
+    #: Divide out the machine speed probe. Off by default: on the shared 2-core VM this was
+    #: built on, the probe was noisier than what it was meant to correct (README, CI gate).
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         for metric, value in self.thresholds.items():

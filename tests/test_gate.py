@@ -51,11 +51,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> dict[str,
 
 
 def _check(runs: dict[str, Path], cand: str, *extra: str) -> int:
-    # The fake clock slows the speed probe too (as a slower machine would): --raw tests the
-    # statistics alone; the normalisation has its own tests below.
-    return main(
-        ["check", "--baseline", str(runs["base"]), "--run", str(runs[cand]), "--raw", *extra]
-    )
+    # Raw comparison (the default): the fake clock slows the speed probe too, as a slower
+    # machine would, so --normalize has its own tests below.
+    return main(["check", "--baseline", str(runs["base"]), "--run", str(runs[cand]), *extra])
 
 
 def test_planted_slowdown_fails_the_gate(runs: dict[str, Path]) -> None:
@@ -181,11 +179,12 @@ def test_speed_probe_divides_out_a_slower_machine(runs: dict[str, Path], tmp_pat
     base = str(runs["base"])
     # Candidate 10 % slower and the machine probe says the machine was 10 % slower: pass.
     machine = _with_calibration(runs["slow"], tmp_path / "machine", runs["base"], 1.10)
-    assert main(["check", "--baseline", base, "--run", str(machine)]) == 0
+    assert main(["check", "--baseline", base, "--run", str(machine), "--normalize"]) == 0
+    assert main(["check", "--baseline", base, "--run", str(machine)]) == 1  # raw: it is slower
     # Same timings, but the probe saw an unchanged machine: a real regression.
     code = _with_calibration(runs["slow"], tmp_path / "code", runs["base"], 1.0)
-    assert main(["check", "--baseline", base, "--run", str(code)]) == 1
-    rows, _ = gate_runs(load_run(runs["base"]), load_run(machine), GateSettings())
+    assert main(["check", "--baseline", base, "--run", str(code), "--normalize"]) == 1
+    rows, _ = gate_runs(load_run(runs["base"]), load_run(machine), GateSettings(normalize=True))
     assert all(r.speed_factor == pytest.approx(1.10) for r in rows if r.metric != "memory")
 
 

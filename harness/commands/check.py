@@ -63,7 +63,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _refresh(args)
     if args.baseline is None:
         raise HarnessError("check needs --baseline RUN_DIR (or --refresh-baseline DIR)")
-    settings = GateSettings(thresholds=_thresholds(args), alpha=args.alpha, normalize=not args.raw)
+    settings = GateSettings(
+        thresholds=_thresholds(args), alpha=args.alpha, normalize=args.normalize
+    )
     baseline = load_run(args.baseline)
     candidate_dir = args.run or _run_suite(args, args.out)
     candidate = load_run(candidate_dir)
@@ -135,9 +137,9 @@ def register(sub: Any) -> None:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--allow-incomparable", action="store_true")
     p.add_argument(
-        "--raw",
+        "--normalize",
         action="store_true",
-        help="do not divide out the machine speed probe (see harness/calibrate.py)",
+        help="divide out the machine speed probe timed before each case (harness/calibrate.py)",
     )
     p.add_argument(
         "--refresh-baseline",
