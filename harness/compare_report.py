@@ -23,9 +23,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
-def comparison_markdown(cmp: Comparison, out: Path, heading: str = "##") -> str:
+def comparison_markdown(
+    cmp: Comparison, out: Path, heading: str = "##", noise: dict[str, float] | None = None
+) -> str:
     plot = plot_ratios(cmp, out / f"ratios-{_slug(cmp.candidate)}.png")
-    lines = [f"{heading} `{cmp.candidate}` against `{cmp.baseline}`", "", summary_sentence(cmp), ""]
+    lines = [
+        f"{heading} `{cmp.candidate}` against `{cmp.baseline}`",
+        "",
+        summary_sentence(cmp, noise),
+        "",
+    ]
     for w in cmp.warnings:
         lines.append(f"- ⚠ {w}")
     lines += ["", md_table(verdict_rows(cmp))]
@@ -60,11 +67,12 @@ def write_compare_report(run: Run, settings: CompareSettings | None = None) -> P
     comparisons = comparisons_of(run, settings)
     aa = next((c for c in comparisons if c.candidate.endswith(AA_SUFFIX)), None)
     others = [c for c in comparisons if c is not aa]
+    noise = noise_floor(aa) if aa is not None else None
     inter: dict[str, Any] = cfg.get("interleave", {})
     lines = [
         f"# Comparison `{run.meta.run_id}`",
         "",
-        *[summary_sentence(c) for c in others],
+        *[summary_sentence(c, noise) for c in others],
         "",
         *environment_lines(run.meta.env),
         f"- Method: arms interleaved in random order per round (block {inter.get('block')}, "
@@ -80,7 +88,7 @@ def write_compare_report(run: Run, settings: CompareSettings | None = None) -> P
         *_noise_lines(aa),
     ]
     for cmp in others:
-        lines += [comparison_markdown(cmp, run.path), ""]
+        lines += [comparison_markdown(cmp, run.path, noise=noise), ""]
     if aa is not None:
         lines += [comparison_markdown(aa, run.path, heading="###"), ""]
     text = "\n".join(lines) + "\n"

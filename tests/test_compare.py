@@ -232,3 +232,16 @@ def test_compare_two_run_directories(cache_dir: Path, tmp_path: Path) -> None:
     assert main(["compare", str(dirs[0]), str(dirs[1]), "--report", str(report)]) == 0
     assert report.is_file() and json.loads(report.with_suffix(".json").read_text())["results"]
     assert main(["compare", str(dirs[0])]) == 2
+
+
+def test_summary_sentence_weighs_flags_against_the_aa_noise() -> None:
+    from harness.compare import Comparison
+
+    keys = ["eager/b1", "eager/b8"]
+    base = [_rec("A", k, 1.0, i) for i, k in enumerate(keys)]
+    cand = [_rec("B", keys[0], 1.08, 20), _rec("B", keys[1], 1.0, 21)]
+    cmp = Comparison("A", "B", CompareSettings(), compare_records(base, cand), [])
+    assert "changes inference cost" in summary_sentence(cmp)
+    assert "changes inference cost" in summary_sentence(cmp, {"max_abs_deviation_pct": 5.0})
+    quiet = summary_sentence(cmp, {"max_abs_deviation_pct": 15.0})
+    assert "no change in inference cost is shown beyond this machine's noise" in quiet

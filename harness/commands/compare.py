@@ -101,12 +101,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     run = load_run(path)
     report = write_compare_report(run, settings)
-    from ..comparing import comparisons_of
-    from ..render.verdicts import summary_sentence
+    from ..comparing import AA_SUFFIX, comparisons_of
+    from ..render.verdicts import noise_floor, summary_sentence
 
-    for cmp in comparisons_of(run, settings):
+    comparisons = comparisons_of(run, settings)
+    aa = next((c for c in comparisons if c.candidate.endswith(AA_SUFFIX)), None)
+    noise = noise_floor(aa) if aa is not None else None
+    for cmp in comparisons:
         console.print(rich_table(verdict_rows(cmp), f"{cmp.candidate} vs {cmp.baseline}"))
-        console.print(summary_sentence(cmp).replace("**", "").replace("`", ""))
+        text = summary_sentence(cmp, None if cmp is aa else noise)
+        console.print(text.replace("**", "").replace("`", ""))
     console.print(f"records: {path / 'records.jsonl'}\nreport:  {report}  (and report.html)")
     return EXIT_OK
 

@@ -8,6 +8,7 @@ from statistics import median
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from ..compare import Comparison, PairResult
 from .rows import fmt_bytes, fmt_ms
@@ -78,8 +79,9 @@ def noise_floor(aa: Comparison) -> dict[str, float]:
     }
 
 
-def summary_sentence(cmp: Comparison) -> str:
-    """The answer, computed from the verdicts (never written by hand)."""
+def summary_sentence(cmp: Comparison, noise: dict[str, float] | None = None) -> str:
+    """The answer, computed from the verdicts (never written by hand). With an A/A ``noise``
+    floor, changes no larger than what identical arms showed are called out as such."""
     s = cmp.settings
     measured = [r for r in cmp.results if r.ratio is not None]
     if not measured:
@@ -97,6 +99,16 @@ def summary_sentence(cmp: Comparison) -> str:
     if counts["slower"] or counts["faster"]:
         moved = [r for r in measured if r.verdict in ("slower", "faster")]
         worst = max(moved, key=lambda r: abs(math.log(r.ratio or 1)))
+        if noise and noise.get("max_abs_deviation_pct") is not None:
+            floor = noise["max_abs_deviation_pct"] / 100
+            inside = [r for r in moved if abs((r.ratio or 1) - 1) <= floor]
+            if len(inside) == len(moved):
+                return head + (
+                    f" The {len(moved)} flagged case(s) moved by at most "
+                    f"{100 * abs((worst.ratio or 1) - 1):.1f} %, no more than the A/A control "
+                    f"(identical arms) moved on this machine (±{100 * floor:.1f} %): "
+                    "**no change in inference cost is shown beyond this machine's noise**."
+                )
         return head + (
             f" **It changes inference cost**: by up to {100 * ((worst.ratio or 1) - 1):+.1f} % "
             f"({_case_label(worst)})."
@@ -137,6 +149,10 @@ def plot_ratios(cmp: Comparison, path: Path) -> Path | None:
     ax.set_yticks(range(len(measured)), [_case_label(r) for r in measured], fontsize=7)
     ax.set_xlabel(f"latency ratio {cmp.candidate} / {cmp.baseline} (95 % CI)")
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda x, _: f"{x:.2g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     handles = [Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in _COLORS.items()]
     ax.legend(handles=handles, fontsize=7, loc="best")
     ax.grid(True, axis="x", alpha=0.3)
