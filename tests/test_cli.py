@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.results import load_run
+from harness.results import SCHEMA_VERSION, load_run
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["--max-time", "0.2", "--inline"]
@@ -55,7 +55,7 @@ def test_end_to_end_run_directory(
     assert code == 0, err
     (run_dir,) = out_dir.iterdir()
     run = load_run(run_dir)
-    assert run.meta.schema_version == 1 and run.meta.kind == "sweep"
+    assert run.meta.schema_version == SCHEMA_VERSION and run.meta.kind == "sweep"
     assert len(run.meta.planned) == 12 and len(run.records) == 12
     for key in ("torch", "onnxruntime", "transformers", "cpu_model", "git_sha", "python"):
         assert key in run.meta.env

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 import torch
 
-from .base import BackendContext, validate_options
-from .eager import torch_dtype
+from .base import BackendContext
+from .torchbase import TorchBackend
 
 if TYPE_CHECKING:
     from ..checkpoints import Checkpoint
     from ..workloads import Batch
 
 
-class CudaGraphBackend:
+class CudaGraphBackend(TorchBackend):
     name: ClassVar[str] = "cuda-graph"
     devices: ClassVar[tuple[str, ...]] = ("cuda",)
-    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, ctx: BackendContext) -> None:
-        self.ctx = ctx
-        self.module: torch.nn.Module | None = None
+        super().__init__(ctx)
         self.pool: Any = None
 
     @classmethod
@@ -37,22 +34,13 @@ class CudaGraphBackend:
             return "CUDA graphs need a CUDA device"
         return None
 
-    @classmethod
-    def check_options(cls, options: dict[str, str]) -> None:
-        validate_options(cls.name, options, cls.OPTIONS)
-
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
-        from ..gpu import set_precision
-
-        precision = set_precision(self.ctx.dtype)
-        self.module = ckpt.model.to(device="cuda", dtype=torch_dtype(self.ctx.dtype)).eval()
+        self.module, precision = self.place(ckpt)
         self.pool = torch.cuda.graph_pool_handle()
         return {"mode": "capture per static shape, replay", **precision}
 
     def bind(self, batch: Batch) -> Any:
-        assert self.module is not None
-        ids = batch.input_ids.to("cuda")
-        mask = batch.attention_mask.to("cuda")
+        ids, mask = super().bind(batch)
         stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream), torch.inference_mode():
@@ -69,12 +57,6 @@ class CudaGraphBackend:
         graph.replay()
         return out
 
-    def sync(self) -> None:
-        torch.cuda.synchronize()
-
-    def output(self, result: Any) -> np.ndarray:
-        return np.asarray(result.detach().float().cpu().numpy())
-
     def close(self) -> None:
-        self.module = None
+        super().close()
         self.pool = None
