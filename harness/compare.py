@@ -133,7 +133,7 @@ def _pair_notes(a: Record, b: Record) -> list[str]:
             "backend settings differ: "
             + ", ".join(f"{k} {sa.get(k)!r}→{sb.get(k)!r}" for k in diff)
         )
-    if a.case.get("options") != b.case.get("options"):
+    if a.case.get("options") != b.case.get("options") and sa == sb:
         notes.append(f"backend options differ: {a.case.get('options')} → {b.case.get('options')}")
     ta, tb = a.tokenizer.get("sha256"), b.tokenizer.get("sha256")
     if ta != tb:

@@ -13,8 +13,20 @@ def rich_table(rows: list[dict[str, str]], title: str) -> Table:
         table.add_column("(no rows)")
         return table
     for col in rows[0]:
-        numeric = col not in ("model", "backend", "lang", "policy", "status", "verdict", "case")
-        table.add_column(col, justify="right" if numeric else "left", no_wrap=numeric)
+        numeric = col not in (
+            "model",
+            "backend",
+            "lang",
+            "policy",
+            "status",
+            "verdict",
+            "case",
+            "notes",
+        )
+        if col in ("notes", "status"):  # free text wraps instead of squeezing the numbers
+            table.add_column(col, justify="left", max_width=48, overflow="fold")
+        else:
+            table.add_column(col, justify="right" if numeric else "left", no_wrap=True)
     for row in rows:
         style = None
         status = row.get("status", "ok")
