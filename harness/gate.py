@@ -9,15 +9,18 @@ number per case, so it is gated on its threshold plus an absolute floor.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .calibrate import speed_factor
 from .compare import comparability_problems, merge_records
 from .errors import HarnessError
 from .results import Record, Run
-from .stats import adjust, compare_samples
+from .stats import adjust, compare_replicates, compare_samples
 
 __all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_runs"]
 
@@ -57,6 +60,7 @@ class GateRow:
     p_adj: float | None = None
     regression: bool = False
     improvement: bool = False
+    level: str = "samples"  # "runs" when both sides had repeated runs of the case
     speed_factor: float | None = None  # machine slower by this for the candidate (probe)
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +102,57 @@ def _sample_rows(a: Record, b: Record, metrics: Sequence[str], normalize: bool) 
         row.speed_factor = factor
         rows.append(row)
     return rows
+
+
+_PER_RUN = {
+    "p50": lambda xs: float(np.median(xs)),
+    "p90": lambda xs: float(np.percentile(xs, 90)),
+    "throughput": lambda xs: float(np.mean(xs)),
+}
+
+
+def _replicate_rows(
+    baseline: Run, candidate: Run, rows: list[GateRow], metrics: Sequence[str]
+) -> list[GateRow]:
+    """Replace sample-level rows by run-level ones where both sides repeated the case."""
+    runs_a: dict[str, list[Record]] = defaultdict(list)
+    runs_b: dict[str, list[Record]] = defaultdict(list)
+    for side, run in ((runs_a, baseline), (runs_b, candidate)):
+        for rec in run.records:
+            if rec.status == "ok" and rec.samples:
+                side[rec.case_id].append(rec)
+    replicated = {k for k in runs_a if len(runs_a[k]) >= 2 and len(runs_b.get(k, [])) >= 2}
+    out = [r for r in rows if not (r.case_id in replicated and r.metric in metrics)]
+    for key in sorted(replicated):
+        for metric in metrics:
+            per_a = [_PER_RUN[metric](r.samples) for r in runs_a[key]]
+            per_b = [_PER_RUN[metric](r.samples) for r in runs_b[key]]
+            c = compare_replicates(per_a, per_b)
+            if metric == "throughput":
+                row = GateRow(
+                    key,
+                    metric,
+                    float(np.mean([r.throughput["sequences_per_s"] for r in runs_a[key]])),
+                    float(np.mean([r.throughput["sequences_per_s"] for r in runs_b[key]])),
+                    1 - 1 / c.ratio,
+                    1 - 1 / c.ci_low,
+                    1 - 1 / c.ci_high,
+                    c.p_diff,
+                )
+            else:
+                row = GateRow(
+                    key,
+                    metric,
+                    float(np.mean(per_a)),
+                    float(np.mean(per_b)),
+                    c.ratio - 1,
+                    c.ci_low - 1,
+                    c.ci_high - 1,
+                    c.p_diff,
+                )
+            row.level = f"runs {c.n_a}/{c.n_b}"
+            out.append(row)
+    return out
 
 
 def gate_runs(
@@ -143,6 +198,7 @@ def gate_runs(
                     and change > settings.thresholds["memory"],
                 )
             )
+    rows = _replicate_rows(baseline, candidate, rows, metrics)
     tested = [r for r in rows if r.p_adj is not None]
     for row, p in zip(
         tested, adjust([r.p_adj or 1.0 for r in tested], settings.correction), strict=True

@@ -10,6 +10,7 @@ finished and ``resume`` skips it.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import itertools
 import multiprocessing as mp
@@ -181,14 +182,18 @@ def run_sweep(
             planned=[c.case_id for c in cases],
         )
         store = RunStore.create(out_root, meta)
+    if resume is not None and sweep.repeats > 1:
+        raise HarnessError("--resume does not support repeated sweeps (repeats > 1)")
     lock = _lock_run(store.path)
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        for group in groups_of(cases):
-            if opts.isolate:
-                _run_isolated(group, store, opts, emit)
-            else:
-                run_group(group, store, opts, emit)
+        for repeat in range(sweep.repeats):
+            rep_opts = dataclasses.replace(opts, repeat=repeat)
+            for group in groups_of(cases):
+                if opts.isolate:
+                    _run_isolated(group, store, rep_opts, emit)
+                else:
+                    run_group(group, store, rep_opts, emit)
     finally:
         signal.signal(signal.SIGTERM, previous_term)
         os.close(lock)

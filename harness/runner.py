@@ -58,6 +58,7 @@ class RunOptions:
     timer: Timer | None = None
     isolate: bool = False
     group_timeout_s: float | None = None
+    repeat: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -208,6 +209,7 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
         device = probe.stop(int(calls * mean_seqs))
     record = build_record(case, group, inputs, samples, first_call_s, memory, device)
     record.calibration = calibration
+    record.workload["repeat"] = opts.repeat
     return record
 
 

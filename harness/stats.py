@@ -199,6 +199,41 @@ def compare_samples(
     )
 
 
+def compare_replicates(
+    a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95
+) -> SampleComparison:
+    """B against A when each value is one *run* (a process) rather than one call.
+
+    Calls inside a run share that run's machine state, so when runs differ (they do on a
+    shared VM) the run, not the call, is the unit of replication (pyperf's reasoning for
+    many worker processes). Welch's t-test on log values; the ratio is of geometric means,
+    with a Welch-t confidence interval.
+    """
+    la, lb = np.log(np.asarray(a, dtype=float)), np.log(np.asarray(b, dtype=float))
+    if la.size < 2 or lb.size < 2:
+        raise ValueError("need at least 2 runs on each side")
+    diff = float(lb.mean() - la.mean())
+    va, vb = la.var(ddof=1) / la.size, lb.var(ddof=1) / lb.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        p = 1.0 if diff == 0 else 0.0
+        lo = hi = diff
+    else:
+        df = (va + vb) ** 2 / (va**2 / (la.size - 1) + vb**2 / (lb.size - 1))
+        t = float(sps.t.ppf(1 - (1 - confidence) / 2, df))
+        lo, hi = diff - t * se, diff + t * se
+        p = float(2 * sps.t.sf(abs(diff) / se, df))
+    return SampleComparison(
+        ratio=math.exp(diff),
+        ci_low=math.exp(lo),
+        ci_high=math.exp(hi),
+        p_diff=p,
+        p_equiv=1.0,
+        n_a=int(la.size),
+        n_b=int(lb.size),
+    )
+
+
 def adjust(pvalues: Sequence[float], method: str = "holm") -> list[float]:
     """Multiplicity-adjusted p-values (Holm's step-down FWER or Benjamini-Hochberg FDR)."""
     p = np.asarray(pvalues, dtype=float)

@@ -94,6 +94,9 @@ class SweepSpec:
     lang_batches: int = 8
     corpus: str | None = None
     isolate: bool = True
+    #: Run the whole sweep this many times (fresh worker processes each time when isolated):
+    #: the CI gate then treats runs, not calls, as replicates.
+    repeats: int = 1
     #: Per-backend settings, e.g. ``{"onnxruntime": {"graph_optimization_level": "basic"}}``.
     #: Not part of a case's key: a comparison pairs cases across settings and says they differ.
     backend_options: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -108,7 +111,7 @@ class SweepSpec:
                 _typed("sweep", key, value, int)
                 if value <= 0:
                     raise HarnessError(f"sweep: {key} must be > 0, got {value}")
-        for key in ("threads", "lang_max_len", "lang_batches"):
+        for key in ("threads", "lang_max_len", "lang_batches", "repeats"):
             if _typed("sweep", key, getattr(self, key), int) <= 0:
                 raise HarnessError(f"sweep: {key} must be > 0, got {getattr(self, key)}")
         if self.device not in DEVICES:

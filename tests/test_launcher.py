@@ -228,3 +228,19 @@ def test_concurrent_sweeps_into_one_reports_dir(tmp_path: Path, cache_dir: Path)
     runs = [load_run(d) for d in out.iterdir()]
     assert len(runs) == 2
     assert all(len(r.records) == 1 and r.skipped_lines == 0 for r in runs)
+
+
+def test_repeated_sweep_records_each_repeat(tmp_path: Path, cache_dir: Path) -> None:
+    sweep = SweepSpec(
+        models=("xlmr-tiny",),
+        backends=("eager",),
+        batch_sizes=(1,),
+        seq_lens=(8,),
+        threads=1,
+        isolate=False,
+        repeats=3,
+        measure=MeasureSpec(max_time_s=0.1),
+    )
+    run = load_run(run_sweep(sweep, tmp_path, RunOptions(cache_dir=cache_dir)))
+    assert [r.workload["repeat"] for r in run.records] == [0, 1, 2]
+    assert len({r.case_id for r in run.records}) == 1

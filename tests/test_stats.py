@@ -100,3 +100,15 @@ def test_other_statistics() -> None:
         assert c.ratio == pytest.approx(1.2), statistic
     with pytest.raises(KeyError):
         compare_samples(a, b, statistic="p42")
+
+
+def test_compare_replicates_welch_on_logs() -> None:
+    from harness.stats import compare_replicates
+
+    c = compare_replicates([1.0, 1.1, 0.9], [2.0, 2.2, 1.8])
+    assert c.ratio == pytest.approx(2.0)
+    assert c.ci_low < 2.0 < c.ci_high and c.p_diff < 0.01
+    same = compare_replicates([1.0, 1.2, 0.8], [1.1, 0.9, 1.0])
+    assert same.p_diff > 0.3 and same.ci_low < 1 < same.ci_high
+    with pytest.raises(ValueError, match="2 runs"):
+        compare_replicates([1.0], [1.0, 2.0])

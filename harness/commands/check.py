@@ -23,6 +23,8 @@ def _run_suite(args: argparse.Namespace, out: Path) -> Path:
     from ..sweep import expand, load_sweep
 
     sweep = load_sweep(args.suite)
+    if args.repeat is not None:
+        sweep = sweep.replace(repeats=args.repeat)
     corpus = None
     if sweep.languages:
         corpus = resolve_corpus(args.corpus)
@@ -32,7 +34,7 @@ def _run_suite(args: argparse.Namespace, out: Path) -> Path:
         cache_dir=args.cache_dir or default_cache(), corpus=corpus, isolate=sweep.isolate
     )
     console = make_console(args.quiet)
-    progress, emit = progress_bar(console, len(cases))
+    progress, emit = progress_bar(console, len(cases) * sweep.repeats)
     with progress:
         return run_sweep(sweep, out, opts, emit=emit, cases=cases)
 
@@ -133,6 +135,9 @@ def register(sub: Any) -> None:
     p.add_argument("--threshold", type=float, help="one threshold for every metric (0.05 = 5 %%)")
     p.add_argument(
         "--metric", action="append", help="per metric, e.g. p90=10%% or memory=0.2 (repeatable)"
+    )
+    p.add_argument(
+        "--repeat", type=int, help="run the suite this many times (runs become the replicates)"
     )
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--allow-incomparable", action="store_true")

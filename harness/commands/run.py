@@ -48,6 +48,7 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
         "--corpus", type=Path, help="Tatoeba directory (default: ../shared/corpora/tatoeba)"
     )
     p.add_argument("--max-time", type=float, help="time budget per case, seconds")
+    p.add_argument("--repeats", type=int, help="run the whole sweep this many times")
     p.add_argument("--target-ci", type=float, help="stop when the median's 95%% CI is within this")
     p.add_argument(
         "--cache-dir",
@@ -118,6 +119,7 @@ def prepare_sweep(args: argparse.Namespace) -> tuple[SweepSpec, list[Case], Path
         languages=languages,
         policies=args.policies,
         lang_max_len=args.lang_max_len,
+        repeats=args.repeats,
         synthetic=False if args.no_synthetic else None,
         corpus=str(args.corpus) if args.corpus else None,
         isolate=isolate,
@@ -181,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         group_timeout_s=args.group_timeout,
     )
     console = make_console(args.quiet)
-    progress, emit = progress_bar(console, len(cases))
+    progress, emit = progress_bar(console, len(cases) * sweep.repeats)
     with progress:
         path = run_sweep(sweep, args.out, opts, resume=args.resume, emit=emit, cases=cases)
     if corpus is not None:

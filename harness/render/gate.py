@@ -36,6 +36,7 @@ def gate_rows(rows: list[GateRow], settings: GateSettings) -> list[dict[str, str
                 "p adj": f"{r.p_adj:.2g}" if r.p_adj is not None else "–",
                 "threshold": f"{100 * settings.thresholds[r.metric]:g}%",
                 "machine": f"{r.speed_factor:.2f}×" if r.speed_factor else "–",
+                "unit": r.level,
                 "verdict": verdict,
             }
         )
