@@ -112,7 +112,11 @@ _PER_RUN = {
 
 
 def _replicate_rows(
-    baseline: Run, candidate: Run, rows: list[GateRow], metrics: Sequence[str]
+    baseline: Run,
+    candidate: Run,
+    rows: list[GateRow],
+    metrics: Sequence[str],
+    settings: GateSettings,
 ) -> list[GateRow]:
     """Replace sample-level rows by run-level ones where both sides repeated the case."""
     runs_a: dict[str, list[Record]] = defaultdict(list)
@@ -122,7 +126,8 @@ def _replicate_rows(
             if rec.status == "ok" and rec.samples:
                 side[rec.case_id].append(rec)
     replicated = {k for k in runs_a if len(runs_a[k]) >= 2 and len(runs_b.get(k, [])) >= 2}
-    out = [r for r in rows if not (r.case_id in replicated and r.metric in metrics)]
+    gated = [*metrics, "memory"] if "memory" in settings.thresholds else list(metrics)
+    out = [r for r in rows if not (r.case_id in replicated and r.metric in gated)]
     for key in sorted(replicated):
         for metric in metrics:
             per_a = [_PER_RUN[metric](r.samples) for r in runs_a[key]]
@@ -151,6 +156,19 @@ def _replicate_rows(
                     c.p_diff,
                 )
             row.level = f"runs {c.n_a}/{c.n_b}"
+            out.append(row)
+        if "memory" in settings.thresholds:
+            # One peak per run: a regression only if every candidate run peaked above every
+            # baseline run by more than the floor, and the medians differ beyond the threshold.
+            ma = [float(r.memory.get("peak_rss_delta_bytes", 0)) for r in runs_a[key]]
+            mb = [float(r.memory.get("peak_rss_delta_bytes", 0)) for r in runs_b[key]]
+            med_a, med_b = float(np.median(ma)), float(np.median(mb))
+            change = (med_b - med_a) / med_a if med_a else 0.0
+            row = GateRow(key, "memory", med_a, med_b, change, level=f"runs {len(ma)}/{len(mb)}")
+            row.regression = (
+                min(mb) - max(ma) > settings.memory_floor_bytes
+                and change > settings.thresholds["memory"]
+            )
             out.append(row)
     return out
 
@@ -198,7 +216,7 @@ def gate_runs(
                     and change > settings.thresholds["memory"],
                 )
             )
-    rows = _replicate_rows(baseline, candidate, rows, metrics)
+    rows = _replicate_rows(baseline, candidate, rows, metrics, settings)
     tested = [r for r in rows if r.p_adj is not None]
     for row, p in zip(
         tested, adjust([r.p_adj or 1.0 for r in tested], settings.correction), strict=True

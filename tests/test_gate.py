@@ -246,3 +246,23 @@ def test_replicated_planted_slowdown_is_caught(tmp_path: Path) -> None:
     p50 = next(r for r in rows if r.metric == "p50")
     assert p50.regression and p50.level == "runs 5/5" and 0.2 < p50.change < 0.3
     assert main(["check", "--baseline", str(base), "--run", str(slow)]) == 1
+
+
+def test_replicated_memory_needs_every_run_above(tmp_path: Path) -> None:
+    from harness.gate import _replicate_rows
+
+    base = load_run(_replicated_run(tmp_path, "a", [1.0, 1.0, 1.0], 5))
+    cand = load_run(_replicated_run(tmp_path, "b", [1.0, 1.0, 1.0], 6))
+    for run, peaks in ((base, [10, 30, 12]), (cand, [28, 29, 31])):
+        for rec, mib in zip(run.records, peaks, strict=True):
+            rec.memory = {"peak_rss_delta_bytes": mib * 2**20}
+    (row,) = [
+        r for r in _replicate_rows(base, cand, [], [], GateSettings()) if r.metric == "memory"
+    ]
+    assert not row.regression  # medians differ (12 → 29 MiB) but one baseline run peaked at 30
+    for rec in cand.records:
+        rec.memory = {"peak_rss_delta_bytes": 40 * 2**20}
+    (row,) = [
+        r for r in _replicate_rows(base, cand, [], [], GateSettings()) if r.metric == "memory"
+    ]
+    assert row.regression
