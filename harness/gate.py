@@ -20,7 +20,7 @@ from .calibrate import speed_factor
 from .compare import comparability_problems, merge_records
 from .errors import HarnessError
 from .results import Record, Run
-from .stats import adjust, compare_replicates, compare_samples
+from .stats import SampleComparison, adjust, compare_replicates, compare_samples
 
 __all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_runs"]
 
@@ -67,6 +67,16 @@ class GateRow:
         return asdict(self)
 
 
+def _timing_row(key: str, metric: str, base: float, cand: float, c: SampleComparison) -> GateRow:
+    """A latency-based row. ``c`` compares latencies (for throughput: mean latencies), so
+    throughput's bad-direction change is ``1 - 1/ratio``: it falls when latency rises."""
+    if metric == "throughput":
+        return GateRow(
+            key, metric, base, cand, 1 - 1 / c.ratio, 1 - 1 / c.ci_low, 1 - 1 / c.ci_high, c.p_diff
+        )
+    return GateRow(key, metric, base, cand, c.ratio - 1, c.ci_low - 1, c.ci_high - 1, c.p_diff)
+
+
 def _sample_rows(a: Record, b: Record, metrics: Sequence[str], normalize: bool) -> list[GateRow]:
     """Rows for the sampled metrics. With ``normalize`` (and probes on both sides) the
     candidate's samples are divided by the machine speed factor (:mod:`harness.calibrate`)
@@ -77,28 +87,10 @@ def _sample_rows(a: Record, b: Record, metrics: Sequence[str], normalize: bool) 
     for metric in metrics:
         c = compare_samples(a.samples, samples, statistic=_STATISTIC[metric])
         if metric == "throughput":
-            # throughput falls when mean latency rises: change = 1 - 1/ratio
-            row = GateRow(
-                a.case_id,
-                metric,
-                a.throughput["sequences_per_s"],
-                b.throughput["sequences_per_s"],
-                1 - 1 / c.ratio,
-                1 - 1 / c.ci_low,
-                1 - 1 / c.ci_high,
-                c.p_diff,
-            )
+            base, cand = a.throughput["sequences_per_s"], b.throughput["sequences_per_s"]
         else:
-            row = GateRow(
-                a.case_id,
-                metric,
-                a.summary[metric],
-                b.summary[metric],
-                c.ratio - 1,
-                c.ci_low - 1,
-                c.ci_high - 1,
-                c.p_diff,
-            )
+            base, cand = a.summary[metric], b.summary[metric]
+        row = _timing_row(a.case_id, metric, base, cand, c)
         row.speed_factor = factor
         rows.append(row)
     return rows
@@ -134,27 +126,11 @@ def _replicate_rows(
             per_b = [_PER_RUN[metric](r.samples) for r in runs_b[key]]
             c = compare_replicates(per_a, per_b)
             if metric == "throughput":
-                row = GateRow(
-                    key,
-                    metric,
-                    float(np.mean([r.throughput["sequences_per_s"] for r in runs_a[key]])),
-                    float(np.mean([r.throughput["sequences_per_s"] for r in runs_b[key]])),
-                    1 - 1 / c.ratio,
-                    1 - 1 / c.ci_low,
-                    1 - 1 / c.ci_high,
-                    c.p_diff,
-                )
+                base = float(np.mean([r.throughput["sequences_per_s"] for r in runs_a[key]]))
+                cand = float(np.mean([r.throughput["sequences_per_s"] for r in runs_b[key]]))
             else:
-                row = GateRow(
-                    key,
-                    metric,
-                    float(np.mean(per_a)),
-                    float(np.mean(per_b)),
-                    c.ratio - 1,
-                    c.ci_low - 1,
-                    c.ci_high - 1,
-                    c.p_diff,
-                )
+                base, cand = float(np.mean(per_a)), float(np.mean(per_b))
+            row = _timing_row(key, metric, base, cand, c)
             row.level = f"runs {c.n_a}/{c.n_b}"
             out.append(row)
         if "memory" in settings.thresholds:

@@ -27,10 +27,16 @@ if TYPE_CHECKING:
     from .checkpoints import Checkpoint
     from .sweep import Case
 
-__all__ = ["LanguageStats", "build_batches", "language_stats", "language_workload"]
+__all__ = [
+    "LanguageStats",
+    "build_batches",
+    "fold_ids",
+    "language_stats",
+    "language_workload",
+]
 
 
-def _fold(ids: list[int], vocab: int) -> list[int]:
+def fold_ids(ids: list[int], vocab: int) -> list[int]:
     """Keep ids inside a model's vocabulary (a tiny test model may have fewer than the
     tokenizer); identity for any real XLM-R vocabulary."""
     return [i if i < vocab else 4 + i % (vocab - 4) for i in ids]
@@ -42,7 +48,7 @@ def encode_with_specials(
     ids = tok.encode(text)
     truncated = len(ids) + 2 > max_len
     ids = ids[: max_len - 2]
-    return [BOS, *_fold(ids, vocab), EOS], truncated
+    return [BOS, *fold_ids(ids, vocab), EOS], truncated
 
 
 def mixed_sentences(pairs: list[Pairs]) -> list[str]:

@@ -32,8 +32,9 @@ from .config import ModelSpec
 from .corpus import read_pairs
 from .errors import HarnessError
 from .heads import build_hf_model
+from .textload import fold_ids
 from .tokenize import SURROGATE_FILE, TextTokenizer, get_tokenizer
-from .workloads import BOS, EOS, PAD
+from .workloads import BOS, EOS, padded_batch
 
 __all__ = ["TASKS", "TrainSpec", "train_intermediate"]
 
@@ -70,17 +71,8 @@ def _pack(a: list[int], b: list[int] | None, max_len: int) -> list[int]:
 
 
 def _pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), PAD, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
-
-
-def _fold(ids: list[int], vocab: int) -> list[int]:
-    return [i if i < vocab else 4 + i % (vocab - 4) for i in ids]
+    batch = padded_batch(rows, max(len(r) for r in rows))
+    return batch.input_ids, batch.attention_mask
 
 
 def make_batch(
@@ -152,7 +144,7 @@ def make_batch(
 
 def _english(tok: TextTokenizer, corpus: Path, language: str, vocab: int) -> list[list[int]]:
     train = read_pairs(corpus, language).split("train")
-    sents = [_fold(tok.encode(s), vocab) for s in train.english]
+    sents = [fold_ids(tok.encode(s), vocab) for s in train.english]
     return [s for s in sents if s]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -66,16 +67,9 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def _measure(sweep: SweepSpec, args: argparse.Namespace) -> Any:
-    from ..config import MeasureSpec
-
-    m = sweep.measure
-    return MeasureSpec(
-        warmup_iters=m.warmup_iters,
-        min_iters=m.min_iters,
-        max_iters=m.max_iters,
-        target_rel_ci=args.target_ci if args.target_ci is not None else m.target_rel_ci,
-        max_time_s=args.max_time if args.max_time is not None else m.max_time_s,
-    )
+    """The sweep's measurement spec with the CLI's overrides (validated again on creation)."""
+    changes = {"target_rel_ci": args.target_ci, "max_time_s": args.max_time}
+    return dataclasses.replace(sweep.measure, **{k: v for k, v in changes.items() if v is not None})
 
 
 def _backend_options(
