@@ -17,7 +17,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["CudaEventTimer", "EnergyMeter", "gpu_env", "measure_matmul_peak", "set_precision"]
+__all__ = [
+    "CudaEventTimer",
+    "EnergyMeter",
+    "count_kernels",
+    "gpu_env",
+    "measure_matmul_peak",
+    "set_precision",
+]
 
 
 @dataclass
@@ -132,6 +139,28 @@ def gpu_env() -> dict[str, Any]:
             except Exception:
                 pass
     return env
+
+
+def count_kernels(fn: Callable[[], object]) -> dict[str, Any]:
+    """Kernels one call launches and their summed device time, from the profiler (CUPTI).
+
+    Small-batch latency is launch-bound: the count says how far a variant got, and why."""
+    from torch.autograd import DeviceType  # type: ignore[attr-defined]
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+        return {
+            "per_call": len(kernels),
+            "device_time_s": sum(e.device_time for e in kernels) / 1e6,
+            "method": "torch.profiler (CUPTI), one call",
+        }
+    except Exception as exc:  # profiling is a fact about the case, never a reason to fail it
+        return {"method": f"unavailable ({type(exc).__name__}: {exc})"[:200]}
 
 
 def measure_matmul_peak(dtype: str, size: int = 8192, reps: int = 10) -> float:

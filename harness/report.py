@@ -57,7 +57,10 @@ def _cold_rows(records: list[Record]) -> list[dict[str, str]]:
         key = (r.model, r.case["backend"])
         if key in rows or not r.cold:
             continue
-        extra = r.backend.get("fusions")
+        extra = dict(r.backend.get("fusions") or {})
+        for name in ("fuse_qkv", "compile"):
+            if r.backend.get(name) not in (None, False, "none"):
+                extra[name] = r.backend[name]
         rows[key] = {
             "model": key[0],
             "backend": key[1],
@@ -112,8 +115,11 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
         "## Results",
         "",
         "Latency is per call (one batch); `±CI` is the half-width of the 95 % CI of the median; "
-        "`tok/s` counts real (non-pad) tokens; `peak RSS` is the peak resident memory during "
-        "the case above its start; `parity` is the max |output − eager float32|.",
+        "`tok/s` counts real (non-pad) tokens; `memory` is the peak resident memory of the "
+        "serving process during the case (weights, runtime arenas and activations; on a GPU, "
+        "`dev`: the device allocator's peak) and `Δ memory` its rise above the case's start "
+        "(on a GPU, the activations above the weights); `parity` is the max |output − eager "
+        "float32|.",
         "",
         md_table(result_rows(records)),
         "## Cold costs",

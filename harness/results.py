@@ -6,6 +6,8 @@ Schema history (bump ``SCHEMA_VERSION`` and add a migration for every change):
     (one :class:`Record` per case, raw warmup and timed samples in seconds).
 2 — records carry ``calibration``, the machine speed probe timed before the case
     (:mod:`harness.calibrate`); version-1 runs load with an empty one.
+3 — records carry ``traceback``, the full Python traceback of an ``error`` (empty otherwise);
+    older runs load with an empty one.
 
 Older files are migrated on load, newer ones refused; never misread.
 """
@@ -22,12 +24,13 @@ from .errors import HarnessError
 
 __all__ = ["SCHEMA_VERSION", "STATUSES", "Record", "Run", "RunMeta", "load_run"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("ok", "invalid", "error", "skipped")
 
 #: ``MIGRATIONS[v]`` turns a version-``v`` run.json dict into version ``v + 1``.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: lambda data: data | {"schema_version": 2},  # v2 only adds a defaulted record field
+    2: lambda data: data | {"schema_version": 3},  # v3 likewise (traceback)
 }
 
 
@@ -55,6 +58,8 @@ class Record:
     calibration: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     wall_s: float = 0.0
+    #: For ``error`` records: the whole traceback, so a failure can be read from the run.
+    traceback: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -204,9 +204,12 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
     samples = measure(timer, inputs.calls, case.measure)
     device = {}
     if probe is not None:
+        from .gpu import count_kernels
+
         calls = 1 + len(samples.warmup) + len(samples.values)
         mean_seqs = sum(b.sequences for b in inputs.batches) / len(inputs.batches)
         device = probe.stop(int(calls * mean_seqs))
+        device["kernels"] = count_kernels(inputs.calls[0])
     record = build_record(case, group, inputs, samples, first_call_s, memory, device)
     record.calibration = calibration
     record.workload["repeat"] = opts.repeat
@@ -329,9 +332,9 @@ def run_group(
     try:
         group = prepare_group(cases[0], opts)
     except Exception as exc:
-        message = _one_line(exc)
+        message, trace = _one_line(exc), traceback.format_exc()
         for case in cases:
-            rec = _error_record(case, "error", f"prepare failed: {message}")
+            rec = _error_record(case, "error", f"prepare failed: {message}", traceback=trace)
             store.append(rec)
             emit(("done", rec))
         return
@@ -362,8 +365,9 @@ def run_group(
                 except Exception as exc:
                     if _is_oom(exc):
                         oom_at = size
-                    log.debug("case %s failed:\n%s", case.case_id, traceback.format_exc())
-                    rec = _error_record(case, "error", _one_line(exc))
+                    trace = traceback.format_exc()
+                    log.debug("case %s failed:\n%s", case.case_id, trace)
+                    rec = _error_record(case, "error", _one_line(exc), traceback=trace)
             rec.backend = rec.backend or group.info
             store.append(rec)
             emit(("done", rec))

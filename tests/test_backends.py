@@ -86,3 +86,42 @@ def test_eager_bf16_runs_and_casts(cache_dir: Path) -> None:
     b.prepare(ckpt, synthetic_batch(2, 8, TINY.vocab))
     out = b.run(b.bind(synthetic_batch(2, 8, TINY.vocab)))
     assert out.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("backend", ["eager", "torchscript"])
+def test_fused_qkv_keeps_parity(head: str, backend: str, cache_dir: Path) -> None:
+    """Q, K and V as one GEMM: the same outputs as transformers' model, for every head."""
+    ckpt = load_checkpoint(_spec(head), cache_dir)
+    choices = ckpt.spec.choices
+    probe = synthetic_batch(3, 29, TINY.vocab, choices=choices, seed=7, pad_rows=True)
+    with torch.inference_mode():
+        reference = ckpt.model(probe.input_ids, probe.attention_mask).numpy()
+    ctx = BackendContext("cpu", "float32", 1, cache_dir, (("fuse_qkv", "true"),))
+    b = make_backend(backend, ctx)
+    info = b.prepare(
+        ckpt, synthetic_batch(2, 16, TINY.vocab, choices=choices, seed=1, pad_rows=True)
+    )
+    got = b.output(b.run(b.bind(probe)))
+    b.close()
+    assert info["fuse_qkv"] is True
+    assert got.shape == reference.shape
+    np.testing.assert_allclose(got, reference, atol=1e-5, rtol=1e-4)
+
+
+def test_fused_qkv_has_one_projection_per_layer(cache_dir: Path) -> None:
+    from harness.fused import fuse_qkv
+
+    ckpt = load_checkpoint(_spec("encoder"), cache_dir)
+    fused = fuse_qkv(ckpt.model)
+    names = [n for n, _ in fused.named_modules() if n.endswith(".qkv")]
+    assert len(names) == TINY.layers
+    assert fused.layers[0].qkv.weight.shape == (3 * TINY.hidden, TINY.hidden)
+
+
+def test_fused_qkv_refuses_an_unknown_layout() -> None:
+    from harness.fused import fuse_qkv
+    from harness.heads import ServingModel
+
+    with pytest.raises(HarnessError, match="fuse_qkv: .* has no 'embeddings'"):
+        fuse_qkv(ServingModel(torch.nn.Linear(2, 2), "encoder"))

@@ -256,5 +256,99 @@ def test_gpu_sweep_file_loads() -> None:
     from harness.sweep import load_sweep
 
     sweep = load_sweep(Path(__file__).resolve().parent.parent / "bench" / "gpu" / "large.toml")
-    assert sweep.device == "cuda" and sweep.dtypes == ("bfloat16", "float32")
+    assert sweep.device == "cuda" and sweep.dtypes == ("bfloat16",)
     assert set(sweep.backends) == {"eager", "torchscript", "cuda-graph", "compile"}
+
+
+class _FakeGraph:
+    """Stands in for torch.cuda.CUDAGraph: counts replays, can be weak-referenced."""
+
+    def __init__(self) -> None:
+        self.replays = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+
+
+def test_cuda_graph_keeps_every_graph_until_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The H200 failure: graphs captured into one shared pool were dropped once the runner
+    let go of a bound batch. The backend must hold every graph until close()."""
+    import gc
+    import weakref
+
+    from harness.backends.cudagraph import CudaGraphBackend
+
+    made: list[weakref.ref[_FakeGraph]] = []
+
+    def capture(self: CudaGraphBackend, ids: torch.Tensor, mask: torch.Tensor) -> tuple[Any, Any]:
+        graph = _FakeGraph()
+        made.append(weakref.ref(graph))
+        return graph, torch.zeros(ids.shape[0])
+
+    monkeypatch.setattr(CudaGraphBackend, "capture", capture)
+    b = CudaGraphBackend(BackendContext("cpu", "float32", 1, Path(".")))
+    for batch, seq in ((1, 16), (2, 24), (4, 8)):
+        bound = b.bind(synthetic_batch(batch, seq, ARCH.vocab))
+        b.run(bound)
+        del bound
+    gc.collect()
+    assert len(made) == 3 and all(ref() is not None for ref in made)
+    assert len(b.capture_s) == 3
+    b.close()
+    gc.collect()
+    assert all(ref() is None for ref in made)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replays_several_shapes_in_one_backend(cache_dir: Path) -> None:
+    """Regression test for the allocator assert: several shapes captured into one pool,
+    bound batches dropped between cases, every graph replayed again afterwards."""
+    import gc
+
+    ckpt = load_checkpoint(ModelSpec(name="gpu-graphs", source="random-init", arch=ARCH), cache_dir)
+    b = make_backend("cuda-graph", BackendContext("cuda", "bfloat16", 1, cache_dir))
+    b.prepare(ckpt, synthetic_batch(2, 16, ARCH.vocab, pad_rows=True))
+    shapes = ((1, 16), (4, 32), (8, 64), (1, 128))
+    outs = []
+    for batch, seq in shapes:
+        bound = b.bind(synthetic_batch(batch, seq, ARCH.vocab, seed=batch))
+        for _ in range(3):
+            b.run(bound)
+        b.sync()
+        outs.append(b.output(b.run(bound)).shape)
+        del bound
+        gc.collect()
+    for batch, seq in shapes:  # capture again after the earlier bound batches are gone
+        b.run(b.bind(synthetic_batch(batch, seq, ARCH.vocab, seed=9)))
+    b.sync()
+    b.close()
+    assert [s[0] for s in outs] == [s[0] for s in shapes]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["eager", "cuda-graph"])
+def test_gpu_fused_qkv_parity(backend: str, cache_dir: Path) -> None:
+    from harness.runner import parity_tolerance
+
+    ckpt = load_checkpoint(ModelSpec(name="gpu-fused", source="random-init", arch=ARCH), cache_dir)
+    probe = synthetic_batch(3, 24, ARCH.vocab, seed=5, pad_rows=True)
+    with torch.inference_mode():
+        reference = ckpt.model(probe.input_ids, probe.attention_mask).numpy()
+    ctx = BackendContext("cuda", "bfloat16", 1, cache_dir, (("fuse_qkv", "true"),))
+    b = make_backend(backend, ctx)
+    b.prepare(ckpt, synthetic_batch(2, 16, ARCH.vocab, pad_rows=True))
+    got = b.output(b.run(b.bind(probe)))
+    b.sync()
+    b.close()
+    assert np.abs(got - reference).max() <= parity_tolerance("bfloat16", reference)
+
+
+@pytest.mark.parametrize("name", ["large", "frontier-fused", "frontier-autotune"])
+def test_gpu_sweep_files_have_valid_options(name: str) -> None:
+    from harness.backends import BACKENDS
+    from harness.sweep import load_sweep
+
+    sweep = load_sweep(Path(__file__).resolve().parent.parent / "bench" / "gpu" / f"{name}.toml")
+    assert sweep.device == "cuda" and sweep.models == ("xlmr-large",)
+    for backend, options in sweep.backend_options.items():
+        BACKENDS[backend].check_options(options)

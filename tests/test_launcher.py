@@ -244,3 +244,23 @@ def test_repeated_sweep_records_each_repeat(tmp_path: Path, cache_dir: Path) -> 
     run = load_run(run_sweep(sweep, tmp_path, RunOptions(cache_dir=cache_dir)))
     assert [r.workload["repeat"] for r in run.records] == [0, 1, 2]
     assert len({r.case_id for r in run.records}) == 1
+
+
+def test_an_error_record_keeps_the_whole_traceback(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GPU failure once kept one line and no stack; the record must hold the traceback."""
+    from harness.backends.eager import EagerBackend
+
+    def broken_run(self: EagerBackend, bound: object) -> object:
+        raise RuntimeError("INTERNAL ASSERT FAILED deep inside")
+
+    sweep = SweepSpec(models=("xlmr-tiny",), backends=("eager",), seq_lens=(8,), isolate=False)
+    opts = RunOptions(cache_dir=cache_dir)
+    monkeypatch.setattr(EagerBackend, "run", broken_run)
+    run_dir = run_sweep(sweep, tmp_path, opts)
+    (rec,) = load_run(run_dir).records
+    assert rec.status == "error"
+    assert "prepare failed: RuntimeError: INTERNAL ASSERT FAILED deep inside" in rec.message
+    assert "Traceback (most recent call last)" in rec.traceback
+    assert "broken_run" in rec.traceback

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 class CompileBackend(TorchBackend):
     name: ClassVar[str] = "compile"
-    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = TorchBackend.OPTIONS | {
         "mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
         "dynamic": ("false", "true"),
     }
@@ -30,4 +30,12 @@ class CompileBackend(TorchBackend):
         # past which it would silently fall back to eager for the remaining shapes.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         self.module = torch.compile(model, mode=mode, dynamic=dynamic)
-        return precision | {"mode": mode, "dynamic": dynamic, "compile": "on first call per shape"}
+        return (
+            precision
+            | self.variant_info()
+            | {
+                "mode": mode,
+                "dynamic": dynamic,
+                "compile": "on first call per shape",
+            }
+        )

@@ -18,9 +18,18 @@ __all__ = ["EagerBackend", "cuda_unavailable", "torch_dtype", "torch_sync"]
 
 class EagerBackend(TorchBackend):
     name: ClassVar[str] = "eager"
-    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"attn_implementation": ("sdpa", "eager")}
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = TorchBackend.OPTIONS | {
+        "attn_implementation": ("sdpa", "eager")
+    }
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
         self.module, precision = self.place(ckpt)
         impl = getattr(ckpt.model.model.config, "_attn_implementation", None)
-        return precision | {"attn_implementation": impl, "torch_threads": torch.get_num_threads()}
+        return (
+            precision
+            | self.variant_info()
+            | {
+                "attn_implementation": impl,
+                "torch_threads": torch.get_num_threads(),
+            }
+        )

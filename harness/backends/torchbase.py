@@ -45,7 +45,8 @@ class TorchBackend(abc.ABC):
 
     name: ClassVar[str] = "torch"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
-    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: Options every torch backend takes; subclasses add theirs with ``TorchBackend.OPTIONS | {…}``.
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"fuse_qkv": ("false", "true")}
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
@@ -66,8 +67,18 @@ class TorchBackend(abc.ABC):
             from ..gpu import set_precision
 
             precision = set_precision(self.ctx.dtype)
-        model = ckpt.model.to(device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype)).eval()
+        model: torch.nn.Module = ckpt.model.to(
+            device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype)
+        ).eval()
+        if self.ctx.option("fuse_qkv", "false") == "true":
+            from ..fused import fuse_qkv
+
+            model = fuse_qkv(model)
         return model, precision
+
+    def variant_info(self) -> dict[str, Any]:
+        """The model-rewrite options in force, for the record."""
+        return {"fuse_qkv": self.ctx.option("fuse_qkv", "false") == "true"}
 
     @abc.abstractmethod
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 class TorchScriptBackend(TorchBackend):
     name: ClassVar[str] = "torchscript"
-    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"freeze": ("true", "false")}
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = TorchBackend.OPTIONS | {
+        "freeze": ("true", "false")
+    }
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
         model, precision = self.place(ckpt)
@@ -32,4 +34,11 @@ class TorchScriptBackend(TorchBackend):
             freeze = self.ctx.option("freeze", "true") == "true"
             self.module = torch.jit.freeze(traced) if freeze else traced
         mode = "trace+freeze" if freeze else "trace"
-        return precision | {"mode": mode, "example_shape": list(example.input_ids.shape)}
+        return (
+            precision
+            | self.variant_info()
+            | {
+                "mode": mode,
+                "example_shape": list(example.input_ids.shape),
+            }
+        )

@@ -26,10 +26,13 @@ def gpu_rows(records: list[Record]) -> list[dict[str, str]]:
         comp = r.gpu.get("compute", {})
         line = comp.get("roofline_at_p50", {})
         floor = line.get("weight_floor_s")
+        kernels = r.gpu.get("kernels", {})
+        opts = dict(tuple(kv) for kv in r.case.get("options", ()))
+        variant = ",".join(f"{k}={v}" for k, v in sorted(opts.items()))
         rows.append(
             {
                 "model": r.model,
-                "backend": r.case["backend"],
+                "backend": r.case["backend"] + (f" ({variant})" if variant else ""),
                 "dtype": r.case["dtype"],
                 "batch": str(r.case["batch_size"]),
                 "seq": str(r.case["seq_len"]),
@@ -39,6 +42,7 @@ def gpu_rows(records: list[Record]) -> list[dict[str, str]]:
                 "% matmul": _pct(comp.get("share_of_measured_matmul_peak")),
                 "weight floor ms": fmt_ms(floor),
                 "× floor": f"{line['over_floor']:.1f}" if line.get("over_floor") else "–",
+                "kernels/call": str(kernels["per_call"]) if "per_call" in kernels else "–",
                 "max alloc": fmt_bytes(r.gpu.get("max_allocated_bytes")),
                 "activations": fmt_bytes(r.gpu.get("activation_bytes")),
                 "J/1k seq": f"{r.gpu['joules_per_1k_sequences']:.1f}"

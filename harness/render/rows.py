@@ -23,7 +23,8 @@ RESULT_COLUMNS = (
     "seq/s",
     "tok/s",
     "pad",
-    "peak RSS",
+    "memory",
+    "Δ memory",
     "parity",
     "status",
 )
@@ -84,10 +85,28 @@ def result_row(r: Record) -> dict[str, str]:
         "seq/s": fmt_rate(t.get("sequences_per_s")),
         "tok/s": fmt_rate(t.get("real_tokens_per_s")),
         "pad": f"{100 * r.workload['pad_share']:.0f}%" if "pad_share" in r.workload else "–",
-        "peak RSS": fmt_bytes(r.memory.get("peak_rss_delta_bytes")),
+        **memory_cells(r),
         "parity": f"{parity:.1e}" if isinstance(parity, float) else "–",
         "status": r.status if r.status == "ok" else f"{r.status}: {r.message}"[:80],
     }
+
+
+def memory_cells(r: Record) -> dict[str, str]:
+    """What a user sizing a server reads: on a GPU the device allocator's peak and the
+    activations above the weights; on a CPU the process's resident peak during the case
+    (weights + runtime arenas + activations) and its rise above the case's start."""
+    if r.case.get("device") == "cuda" and "max_allocated_bytes" in r.gpu:
+        return {
+            "memory": f"{fmt_bytes(r.gpu['max_allocated_bytes'])} dev",
+            "Δ memory": f"{fmt_bytes(r.gpu.get('activation_bytes'))} dev",
+        }
+    delta, before = r.memory.get("peak_rss_delta_bytes"), r.memory.get("rss_before_bytes")
+    peak = (
+        before + delta
+        if isinstance(delta, int | float) and isinstance(before, int | float)
+        else None
+    )
+    return {"memory": fmt_bytes(peak), "Δ memory": fmt_bytes(delta)}
 
 
 def result_rows(records: list[Record]) -> list[dict[str, str]]:
