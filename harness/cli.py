@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .quiet import quiet_libraries
 from .errors import EXIT_ERROR, EXIT_OK, HarnessError
 
 __all__ = ["main"]
@@ -87,15 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in MODULES:
         module.register(sub)
     return parser
-
-
-def quiet_libraries() -> None:
-    """transformers logs config chatter ("loss_type=None ...") at WARNING; users need none of it."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:  # pragma: no cover
-        return
-    hf_logging.set_verbosity_error()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

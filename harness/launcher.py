@@ -40,7 +40,7 @@ def groups_of(cases: list[Case]) -> list[list[Case]]:
 def _worker(cases: list[dict[str, Any]], path: str, opts: RunOptions, q: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     _exit_with_parent()
-    from .cli import quiet_libraries
+    from .quiet import quiet_libraries
 
     quiet_libraries()
     store = RunStore(Path(path))

@@ -66,6 +66,7 @@ def _cold_rows(records: list[Record]) -> list[dict[str, str]]:
             "backend": key[1],
             "load s": f"{r.cold.get('load_s', 0):.2f}",
             "prepare s": f"{r.cold.get('prepare_s', 0):.2f}",
+            "bind/capture s": f"{r.cold['bind_s']:.2f}" if "bind_s" in r.cold else "–",
             "first call ms": fmt_ms(r.cold.get("first_call_s")),
             "parity |diff|": f"{r.parity.get('max_abs_diff', float('nan')):.1e}",
             "notes": ", ".join(f"{k} {v}" for k, v in extra.items()) if extra else "",

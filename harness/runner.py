@@ -160,6 +160,9 @@ class CaseInputs:
     calls: list[Callable[[], object]]
     tokenizer: dict[str, Any]
     workload: dict[str, Any]
+    #: Seconds spent binding the batches: ~0 for most backends; CUDA-graph capture (and the
+    #: compilation a compiled module does on its first call at a shape) for ``cuda-graph``.
+    bind_s: float = 0.0
 
 
 def case_inputs(case: Case, group: Group, opts: RunOptions) -> CaseInputs:
@@ -170,9 +173,11 @@ def case_inputs(case: Case, group: Group, opts: RunOptions) -> CaseInputs:
         )
     batches, tokenizer, workload = _workload(case, group.ckpt, opts)
     backend = group.backend
+    start = time.perf_counter()
     bound = [backend.bind(b) for b in batches]
+    bind_s = time.perf_counter() - start
     calls: list[Callable[[], object]] = [functools.partial(backend.run, x) for x in bound]
-    return CaseInputs(batches, calls, tokenizer, workload)
+    return CaseInputs(batches, calls, tokenizer, workload, bind_s)
 
 
 #: Backends whose work runs on torch's current CUDA stream: timed with CUDA events there.
@@ -270,7 +275,7 @@ def build_record(
             "param_bytes": group.ckpt.weights.param_bytes,
         },
         parity=group.parity,
-        cold=group.cold | {"first_call_s": first_call_s},
+        cold=group.cold | {"bind_s": inputs.bind_s, "first_call_s": first_call_s},
         gpu=device,
         started_at=_now(),
         wall_s=samples.wall_s,

@@ -21,7 +21,7 @@ stage() {  # stage NAME CAP_S COMMAND...
 }
 stage bare-before 45 python3 bench/gpu/bare_loop.py --out "$out/bare-before.json"
 stage large "${CAP_LARGE:-200}" python3 -m harness run --sweep bench/gpu/large.toml --out "$out" --cache-dir "$cache"
-stage frontier-autotune "${CAP_AUTOTUNE:-170}" python3 -m harness run --sweep bench/gpu/frontier-autotune.toml --out "$out" --cache-dir "$cache"
+stage frontier-autotune "${CAP_AUTOTUNE:-300}" python3 -m harness run --sweep bench/gpu/frontier-autotune.toml --out "$out" --cache-dir "$cache"
 stage frontier-fused "${CAP_FUSED:-80}" python3 -m harness run --sweep bench/gpu/frontier-fused.toml --out "$out" --cache-dir "$cache"
 stage gpu-tests "${CAP_TESTS:-75}" python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
 [ "${BARE_AFTER:-1}" = 1 ] && stage bare-after 45 python3 bench/gpu/bare_loop.py --out "$out/bare-after.json"

@@ -1,0 +1,87 @@
+"""The GPU headline table from a folder of `bench/gpu/run.sh` results.
+
+Reads every run directory under DIR and the bare loop's JSON (bare-before.json, and
+bare-after.json when present), and prints Markdown: p50 per backend variant and cell, kernels
+per call and their summed device time, the harness/bare-loop ratio (eager and every
+non-graph backend against the bare eager loop, CUDA-graph variants against the bare graph
+replay), and the two targets as ratios.
+
+    python3 bench/gpu/summarize.py reports/gpu/h200-2026-11-26
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from harness.render.gpu import target_lines
+from harness.render.markdown import md_table
+from harness.results import Record, load_run
+
+
+def _variant(r: Record) -> str:
+    opts = dict(tuple(kv) for kv in r.case.get("options", ()))
+    opts.pop("dynamic", None)
+    if opts.get("mode") == "default":
+        opts.pop("mode")
+    tail = ", ".join(f"{k}={v}" for k, v in sorted(opts.items()))
+    return r.case["backend"] + (f" ({tail})" if tail else "")
+
+
+def _bare(folder: Path) -> dict[tuple[int, int], dict[str, float]]:
+    cells: dict[tuple[int, int], dict[str, float]] = {}
+    for name in ("bare-before.json", "bare-after.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        for row in json.loads(path.read_text())["results"]:
+            cell = cells.setdefault((row["batch"], row["seq"]), {})
+            for key in ("eager_ms", "cuda_graph_ms"):
+                cell.setdefault(key, row[key])  # the run before the harness is the reference
+    return cells
+
+
+def main(folder: Path) -> None:
+    records: list[Record] = []
+    machines = set()
+    for run_json in sorted(folder.glob("*/run.json")):
+        run = load_run(run_json.parent)
+        machines.add((run.meta.env.get("gpu_name"), run.meta.env.get("hostname")))
+        records += [r for r in run.latest() if r.status == "ok"]
+    bare = _bare(folder)
+    rows = []
+    for r in sorted(records, key=lambda r: (r.case["batch_size"], r.case["seq_len"], _variant(r))):
+        cell = (r.case["batch_size"], r.case["seq_len"])
+        p50_ms = r.summary["p50"] * 1e3
+        graph = r.case["backend"] == "cuda-graph"
+        ref = bare.get(cell, {}).get("cuda_graph_ms" if graph else "eager_ms")
+        kernels = r.gpu.get("kernels", {})
+        comp = r.gpu.get("compute", {})
+        rows.append(
+            {
+                "cell": f"b{cell[0]} × {cell[1]}",
+                "variant": _variant(r),
+                "p50 ms": f"{p50_ms:.3f}",
+                "±CI": f"{100 * r.summary['rel_ci']:.1f}%",
+                "kernels/call": str(kernels.get("per_call", "–")),
+                "kernel time ms": f"{kernels['device_time_s'] * 1e3:.3f}"
+                if "device_time_s" in kernels
+                else "–",
+                "TFLOP/s": f"{comp.get('achieved_tflops', 0):.0f}",
+                "% matmul peak": f"{100 * comp['share_of_measured_matmul_peak']:.0f}%"
+                if "share_of_measured_matmul_peak" in comp
+                else "–",
+                "bare loop ms": f"{ref:.3f} ({'graph' if graph else 'eager'})" if ref else "–",
+                "harness / bare": f"{p50_ms / ref:.3f}" if ref else "–",
+            }
+        )
+    print(f"GPU: {', '.join(sorted(str(m[0]) for m in machines))}; {len(machines)} machine(s)\n")
+    print(md_table(rows))
+    print("\n".join(target_lines(records)))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python3 bench/gpu/summarize.py DIR")
+    main(Path(sys.argv[1]))
