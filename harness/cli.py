@@ -16,8 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .quiet import quiet_libraries
 from .errors import EXIT_ERROR, EXIT_OK, HarnessError
+from .quiet import quiet_libraries
 
 __all__ = ["main"]
 
