@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint_files import check_checkpoint_dir
 from .config import ArchSpec, ModelSpec, arch_from_config
 from .errors import HarnessError
 from .heads import ServingModel, build_hf_model, hf_model_class
@@ -29,7 +30,6 @@ __all__ = ["Checkpoint", "build_random_init", "load_checkpoint", "xlmr_config"]
 
 log = logging.getLogger(__name__)
 
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -107,27 +107,6 @@ def build_random_init(spec: ModelSpec, cache_dir: Path) -> Path:
     return target
 
 
-def _check_local_dir(path: Path, allow_pickle: bool) -> None:
-    if not path.is_dir():
-        raise HarnessError(f"{path}: no such checkpoint directory")
-    config = path / "config.json"
-    if not config.is_file():
-        raise HarnessError(f"{path}: no config.json, not a Hugging Face checkpoint")
-    try:
-        arch_from_config(json.loads(config.read_text(encoding="utf-8")), where=str(path))
-    except json.JSONDecodeError as exc:
-        raise HarnessError(f"{config}: not valid JSON ({exc.msg})") from None
-    has_safetensors = any(path.glob("*.safetensors"))
-    pickles = [p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES]
-    if not has_safetensors and pickles and not allow_pickle:
-        raise HarnessError(
-            f"{path}: only pickle weights ({', '.join(sorted(pickles))}); pickle can run code "
-            "when loaded, pass --allow-pickle to trust it"
-        )
-    if not has_safetensors and not pickles:
-        raise HarnessError(f"{path}: no weights file (*.safetensors)")
-
-
 def _from_pretrained(spec: ModelSpec, where: str, allow_pickle: bool, attn: str) -> Any:
     cls = hf_model_class(spec.head)
     kwargs: dict[str, Any] = {
@@ -160,6 +139,7 @@ def load_checkpoint(
     *,
     dtype: str = "float32",
     allow_pickle: bool = False,
+    allow_custom_code: bool = False,
     attn_implementation: str = "sdpa",
 ) -> Checkpoint:
     """Load ``spec`` as an eval-mode :class:`ServingModel` in ``dtype``.
@@ -171,10 +151,10 @@ def load_checkpoint(
     path: Path | None
     if spec.is_random_init:
         path = build_random_init(spec, cache_dir)
-        _check_local_dir(path, allow_pickle=False)
+        check_checkpoint_dir(path, allow_pickle=False, allow_custom_code=False)
     elif spec.is_local:
         path = Path(spec.source).expanduser()
-        _check_local_dir(path, allow_pickle)
+        check_checkpoint_dir(path, allow_pickle=allow_pickle, allow_custom_code=allow_custom_code)
     elif spec.source.startswith((".", "/", "~")):
         raise HarnessError(f"{spec.source}: no such checkpoint directory")
     else:
@@ -191,13 +171,24 @@ def load_checkpoint(
     return Checkpoint(spec, model, arch, path, weight_stats(model), load_s)
 
 
-def preflight(spec: ModelSpec) -> None:
-    """Fail early, with one line, when a hub checkpoint can be neither found cached nor fetched.
+def preflight(
+    spec: ModelSpec, *, allow_pickle: bool = False, allow_custom_code: bool = False
+) -> None:
+    """Fail early, with one line: a local checkpoint that would not load as the XLM-R its
+    owner meant (:func:`~harness.checkpoint_files.check_checkpoint_dir`), or a hub checkpoint
+    that can be neither found cached nor fetched.
 
-    Called before a run directory is created, so an offline machine gets a clear error and no
+    Called before a run directory is created, so bad input gets a clear error and no
     half-written run.
     """
-    if spec.is_random_init or spec.is_local:
+    if spec.is_random_init:
+        return
+    if spec.is_local:
+        check_checkpoint_dir(
+            Path(spec.source).expanduser(),
+            allow_pickle=allow_pickle,
+            allow_custom_code=allow_custom_code,
+        )
         return
     if spec.source.startswith((".", "/", "~")):
         raise HarnessError(f"{spec.source}: no such checkpoint directory")

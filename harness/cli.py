@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import EXIT_ERROR, EXIT_OK, HarnessError
+from .cache import default_cache_dir
+from .errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, HarnessError
 from .quiet import quiet_libraries
 
 __all__ = ["main"]
@@ -24,8 +25,17 @@ __all__ = ["main"]
 DEFAULT_OUT = Path("reports")
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xlmr-harness")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "unknown (not installed)"
+
+
 def default_cache() -> Path:
-    return Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "xlmr-harness"))
+    return default_cache_dir()
 
 
 def make_console(quiet: bool = False) -> Console:
@@ -82,6 +92,7 @@ def progress_bar(
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     from .commands import MODULES
 
@@ -108,9 +119,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "interrupted: finished cases are recorded; continue with --resume RUN_DIR",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception:
+        traceback.print_exc()
+        print(
+            "internal error: this is a bug in the harness, not in your input; the traceback "
+            "is above",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

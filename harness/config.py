@@ -17,6 +17,7 @@ from .errors import HarnessError
 
 __all__ = [
     "BUILTIN_MODELS_DIR",
+    "BUILTIN_SWEEPS_DIR",
     "HEADS",
     "ArchSpec",
     "MeasureSpec",
@@ -27,7 +28,11 @@ __all__ = [
     "resolve_model",
 ]
 
-BUILTIN_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: Built-in checkpoint specs and sweeps ship inside the package, so `-m xlmr-base` and
+#: `--sweep smoke` work from any directory after `pip install`.
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+BUILTIN_MODELS_DIR = BUILTIN_DIR / "models"
+BUILTIN_SWEEPS_DIR = BUILTIN_DIR / "sweeps"
 
 #: Heads that intermediate tasks leave on XLM-R (Phang et al. 2020): retrieval uses the bare
 #: encoder, MNLI/XNLI a 3-way classifier, SQuAD a span head, NER a token head, HellaSwag a
@@ -172,7 +177,7 @@ def resolve_model(ref: str, models_dir: Path | None = None) -> ModelSpec:
     """Turn what a user typed into a spec.
 
     Order: a TOML file path; a local checkpoint directory (has ``config.json``); a built-in
-    spec name from ``models_dir`` (default: the repository's ``models/``).
+    spec name from ``models_dir`` (default: the package's ``builtin/models/``).
     """
     path = Path(ref).expanduser()
     if ref.endswith(".toml"):

@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import re
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cache import default_cache_dir
 from .errors import HarnessError
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "Pairs",
     "available_languages",
     "check_languages",
+    "corpus_cache_dir",
     "fetch_tatoeba",
+    "find_corpus",
     "normalize_code",
     "read_pairs",
     "resolve_corpus",
@@ -77,32 +81,42 @@ XTREME_LANGUAGES = tuple(v for k, v in XTREME_CODES.items() if k != "en")
 _FILE = re.compile(r"^tatoeba\.([a-z]{2,4})-eng\.\1$")
 
 
-def default_corpus_candidates() -> list[Path]:
-    here = Path(__file__).resolve().parent.parent
-    env = os.environ.get("HARNESS_TATOEBA")
-    out = [Path(env)] if env else []
-    out += [
-        here.parent / "shared" / "corpora" / "tatoeba",
-        here / "shared" / "corpora" / "tatoeba",
-        Path.home() / ".cache" / "xlmr-harness" / "tatoeba",
-    ]
-    return out
+#: What to tell a user who has no corpus: every way to get one.
+HOW_TO_GET = (
+    "pass --corpus DIR, set HARNESS_TATOEBA=DIR, or download it once with "
+    "`harness fetch-tatoeba` (needs internet)"
+)
 
 
-def resolve_corpus(path: Path | None) -> Path:
-    """The corpus directory: the one given, else ``$HARNESS_TATOEBA``, ``../shared/corpora/
-    tatoeba`` beside the checkout, or the download cache."""
+def corpus_cache_dir() -> Path:
+    """Where ``harness fetch-tatoeba`` (and ``--fetch-corpus``) put the files."""
+    return default_cache_dir() / "tatoeba"
+
+
+def find_corpus(path: Path | None) -> Path | None:
+    """The corpus directory: the one given, else ``$HARNESS_TATOEBA``, else the download
+    cache; ``None`` when there is none. A directory the user named must exist."""
     if path is not None:
         if not path.is_dir():
             raise HarnessError(f"{path}: corpus directory not found")
         return path
-    for candidate in default_corpus_candidates():
-        if candidate.is_dir() and available_languages(candidate):
-            return candidate
-    raise HarnessError(
-        "no Tatoeba corpus found: pass --corpus DIR, set HARNESS_TATOEBA, or download it with "
-        "`harness fetch-tatoeba`"
-    )
+    env = os.environ.get("HARNESS_TATOEBA")
+    if env:
+        if not Path(env).is_dir():
+            raise HarnessError(f"HARNESS_TATOEBA={env}: corpus directory not found")
+        return Path(env)
+    cache = corpus_cache_dir()
+    if cache.is_dir() and available_languages(cache):
+        return cache
+    return None
+
+
+def resolve_corpus(path: Path | None) -> Path:
+    """Like :func:`find_corpus`, but a missing corpus is an error that says how to get one."""
+    found = find_corpus(path)
+    if found is None:
+        raise HarnessError(f"no Tatoeba corpus found: {HOW_TO_GET}")
+    return found
 
 
 def available_languages(corpus: Path) -> list[str]:
@@ -175,8 +189,15 @@ def read_pairs(corpus: Path, language: str) -> Pairs:
     return Pairs(language, tuple(k[0] for k in kept), tuple(k[1] for k in kept), len(a) - len(kept))
 
 
-def fetch_tatoeba(dest: Path, languages: list[str], base_url: str = UPSTREAM) -> list[Path]:
-    """Download the same files from upstream (LASER's repository) into ``dest``; cached."""
+def fetch_tatoeba(
+    dest: Path,
+    languages: list[str],
+    base_url: str = UPSTREAM,
+    on_file: Callable[[str], None] | None = None,
+    timeout_s: float = 30.0,
+) -> list[Path]:
+    """Download the same files from upstream (LASER's repository) into ``dest``; cached.
+    ``on_file`` is called with each file's name before it is fetched (a progress bar)."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for lang in languages:
@@ -185,8 +206,10 @@ def fetch_tatoeba(dest: Path, languages: list[str], base_url: str = UPSTREAM) ->
             target = dest / name
             if target.is_file():
                 continue
+            if on_file is not None:
+                on_file(name)
             try:
-                with urllib.request.urlopen(f"{base_url}/{name}", timeout=30) as response:
+                with urllib.request.urlopen(f"{base_url}/{name}", timeout=timeout_s) as response:
                     data = response.read()
             except OSError as exc:
                 raise HarnessError(f"cannot download {name} from {base_url} ({exc})") from None

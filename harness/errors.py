@@ -7,11 +7,28 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REGRESSION", "HarnessError"]
+__all__ = [
+    "EXIT_CASES_FAILED",
+    "EXIT_ERROR",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REGRESSION",
+    "HarnessError",
+]
 
+#: Exit codes, as the README's table lists them.
 EXIT_OK = 0
+#: ``check`` found a regression (and only ``check`` uses 1).
 EXIT_REGRESSION = 1
+#: Usage, configuration or input error: one line on stderr, nothing written.
 EXIT_ERROR = 2
+#: The run finished, but at least one case ended ``error`` or ``invalid`` (listed on stderr).
+EXIT_CASES_FAILED = 3
+#: A bug in the harness itself (the traceback is printed).
+EXIT_INTERNAL = 4
+#: Interrupted (SIGINT/SIGTERM); finished cases are kept, ``--resume`` continues.
+EXIT_INTERRUPTED = 130
 
 
 class HarnessError(Exception):

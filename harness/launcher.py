@@ -153,8 +153,12 @@ def run_sweep(
     models_dir: Path | None = None,
     emit: Callable[[Event], None] | None = None,
     cases: list[Case] | None = None,
+    skipped: list[tuple[Case, str]] | None = None,
 ) -> Path:
     """Run ``sweep`` (or the explicit ``cases``) and return the run directory.
+
+    ``skipped`` are planned cases that cannot run here (e.g. language cases without a corpus),
+    each with its reason: they are recorded ``skipped`` first, so the run says what it left out.
 
     With ``resume``, continue that run: cases already recorded (other than errors) are skipped.
     SIGTERM is turned into ``KeyboardInterrupt`` so a stopped sweep unwinds cleanly; what was
@@ -165,7 +169,7 @@ def run_sweep(
     if resume is not None:
         store = RunStore.open(resume)
         previous = load_run(resume).meta
-        if previous.planned and set(previous.planned) != {c.case_id for c in cases}:
+        if previous.planned and {c.case_id for c in cases} - set(previous.planned):
             raise HarnessError(f"{resume}: the sweep differs from the one being resumed")
         done = store.done()
         cases = [c for c in cases if c.case_id not in done]
@@ -179,9 +183,13 @@ def run_sweep(
                 "sweep": sweep.to_dict(),
                 "models": {c.model.name: c.model.to_dict() for c in cases},
             },
-            planned=[c.case_id for c in cases],
+            planned=[c.case_id for c in cases] + [c.case_id for c, _ in skipped or ()],
         )
         store = RunStore.create(out_root, meta)
+        for case, reason in skipped or ():
+            rec = Record(case.case_id, case.to_dict(), "skipped", reason, started_at=meta.created)
+            store.append(rec)
+            emit(("done", rec))
     if resume is not None and sweep.repeats > 1:
         raise HarnessError("--resume does not support repeated sweeps (repeats > 1)")
     lock = _lock_run(store.path)

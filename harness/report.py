@@ -11,7 +11,7 @@ from .render.html import markdown_to_html
 from .render.languages import language_result_rows, stats_rows
 from .render.markdown import md_table
 from .render.plots import plot_language_latency, plot_language_throughput, plot_latency_vs_tokens
-from .render.rows import fmt_bytes, fmt_ms, result_rows, sort_records
+from .render.rows import fmt_bytes, fmt_ms, parity_cell, result_rows, sort_records
 from .results import Record, Run
 from .store import write_atomic
 
@@ -68,7 +68,7 @@ def _cold_rows(records: list[Record]) -> list[dict[str, str]]:
             "prepare s": f"{r.cold.get('prepare_s', 0):.2f}",
             "bind/capture s": f"{r.cold['bind_s']:.2f}" if "bind_s" in r.cold else "–",
             "first call ms": fmt_ms(r.cold.get("first_call_s")),
-            "parity |diff|": f"{r.parity.get('max_abs_diff', float('nan')):.1e}",
+            "parity max diff": parity_cell(r.parity),
             "notes": ", ".join(f"{k} {v}" for k, v in extra.items()) if extra else "",
         }
     return list(rows.values())

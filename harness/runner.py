@@ -14,7 +14,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from .checkpoints import Checkpoint, load_checkpoint
 from .errors import HarnessError
 from .memory import PeakRSS
 from .results import Record
-from .stats import summarize
+from .stats import is_unstable, summarize
 from .store import RunStore
 from .sweep import Case
 from .timing import PerfCounterTimer, Samples, Timer, measure
@@ -55,11 +55,12 @@ class RunOptions:
     cache_dir: Path
     corpus: Path | None = None
     allow_pickle: bool = False
+    #: Load a checkpoint whose config asks for custom code as plain XLM-R (never running it).
+    allow_custom_code: bool = False
     timer: Timer | None = None
     isolate: bool = False
     group_timeout_s: float | None = None
     repeat: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parity_tolerance(dtype: str, reference: np.ndarray) -> float:
@@ -67,6 +68,35 @@ def parity_tolerance(dtype: str, reference: np.ndarray) -> float:
     scale = max(1.0, float(np.max(np.abs(reference))) if reference.size else 1.0)
     per_dtype = {"float32": 1e-4, "tf32": 1e-2, "bfloat16": 6e-2, "float16": 2e-2}
     return per_dtype.get(dtype, 1e-4) * scale
+
+
+def parity_check(got: np.ndarray, reference: np.ndarray, dtype: str) -> dict[str, Any]:
+    """Max |backend − eager float32| against the dtype's tolerance. NaN or infinite outputs
+    (either side) are reported as such, never as a parity number."""
+    out: dict[str, Any] = {"reference": "eager float32 (cpu)"}
+    if not np.isfinite(reference).all():
+        return out | {"ok": False, "non_finite": "reference", "max_abs_diff": None}
+    if not np.isfinite(got).all():
+        return out | {"ok": False, "non_finite": "backend", "max_abs_diff": None}
+    if got.shape != reference.shape:
+        return out | {"ok": False, "shape": list(got.shape), "max_abs_diff": None}
+    diff = float(np.max(np.abs(got - reference))) if got.size else 0.0
+    tol = parity_tolerance(dtype, reference)
+    return out | {"max_abs_diff": diff, "tolerance": tol, "ok": bool(diff <= tol)}
+
+
+def parity_message(parity: dict[str, Any]) -> str:
+    """Why a group is ``invalid``, in one line."""
+    if parity.get("non_finite") == "reference":
+        return "non-finite outputs (NaN/inf) from eager float32 itself: the weights are broken"
+    if parity.get("non_finite"):
+        return "non-finite outputs (NaN/inf) from this backend"
+    if "shape" in parity:
+        return f"output shape {parity['shape']} differs from eager's"
+    return (
+        f"outputs differ from eager: max |diff| {parity['max_abs_diff']:.3g} > "
+        f"{parity['tolerance']:.3g}"
+    )
 
 
 def _now() -> str:
@@ -104,7 +134,11 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
     torch.set_num_threads(case.threads)
     attn = dict(case.options).get("attn_implementation", "sdpa")
     ckpt = load_checkpoint(
-        case.model, opts.cache_dir, allow_pickle=opts.allow_pickle, attn_implementation=attn
+        case.model,
+        opts.cache_dir,
+        allow_pickle=opts.allow_pickle,
+        allow_custom_code=opts.allow_custom_code,
+        attn_implementation=attn,
     )
     choices = case.model.choices
     example = synthetic_batch(2, 16, ckpt.arch.vocab, choices=choices, seed=1, pad_rows=True)
@@ -125,15 +159,8 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
         }
     got = backend.output(backend.run(backend.bind(probe)))
     backend.sync()
-    diff = float(np.max(np.abs(got - reference))) if got.shape == reference.shape else float("inf")
-    tol = parity_tolerance(case.dtype, reference)
-    parity = {
-        "reference": "eager float32 (cpu)",
-        "probe_shape": list(probe.input_ids.shape),
-        "max_abs_diff": diff,
-        "tolerance": tol,
-        "ok": bool(diff <= tol),
-    }
+    parity = parity_check(got, reference, case.dtype)
+    parity["probe_shape"] = list(probe.input_ids.shape)
     cold = {"load_s": ckpt.load_s, "prepare_s": prepare_s}
     return Group(ckpt, backend, info, cold, parity)
 
@@ -234,6 +261,10 @@ def build_record(
     batches, workload = inputs.batches, dict(inputs.workload)
     peak = memory.peak_delta()
     summary = summarize(samples.values, len(batches))
+    unstable = is_unstable(summary.rel_ci, case.measure.target_rel_ci)
+    warnings = list(summary.warnings)
+    if unstable:
+        warnings.insert(0, f"unstable: median ±{100 * summary.rel_ci:.0f}% (95% CI)")
     n = len(samples.values)
     seqs = [b.sequences for b in batches]
     positions = [b.positions for b in batches]
@@ -258,7 +289,7 @@ def build_record(
         case_id=case.case_id,
         case=case.to_dict(),
         status="ok",
-        message="; ".join(summary.warnings),
+        message="; ".join(warnings),
         checkpoint=group.ckpt.describe(),
         tokenizer=inputs.tokenizer,
         backend=group.info,
@@ -266,7 +297,7 @@ def build_record(
         warmup=samples.warmup,
         samples=samples.values,
         stop_reason=samples.stop_reason,
-        summary=summary.to_dict(),
+        summary=summary.to_dict() | {"unstable": unstable},
         throughput=throughput,
         memory={
             "peak_rss_delta_bytes": peak,
@@ -354,12 +385,11 @@ def run_group(
                     case, "skipped", f"a smaller shape ({oom_at} tokens) ran out of memory"
                 )
             elif not group.parity["ok"]:
-                p = group.parity
                 rec = _error_record(
                     case,
                     "invalid",
-                    f"outputs differ from eager: max |diff| {p['max_abs_diff']:.3g} > {p['tolerance']:.3g}",
-                    parity=p,
+                    parity_message(group.parity),
+                    parity=group.parity,
                     backend=group.info,
                     checkpoint=group.ckpt.describe(),
                     cold=group.cold,

@@ -83,6 +83,15 @@ def normalize_by_batch(values: Sequence[float], n_batches: int) -> list[float]:
     return [float(v) for v in out]
 
 
+#: A cell is *unstable* when the 95 % CI of its median is wider than ±5 % (or twice the
+#: case's target, if that is looser): its p50 is then not a number to compare or quote.
+UNSTABLE_REL_CI = 0.05
+
+
+def is_unstable(rel_ci: float, target_rel_ci: float = 0.0) -> bool:
+    return not rel_ci <= max(UNSTABLE_REL_CI, 2 * target_rel_ci)
+
+
 def summarize(values: Sequence[float], n_batches: int = 1) -> Summary:
     """Summary statistics plus the stability warnings a reader should see next to them.
 

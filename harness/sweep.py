@@ -73,7 +73,8 @@ class Case:
 
 @dataclass(frozen=True, slots=True)
 class SweepSpec:
-    """What a sweep covers. Loaded from ``bench/*.toml`` and/or CLI flags."""
+    """What a sweep covers. Loaded from a TOML file (built-in: ``harness/builtin/sweeps``)
+    and/or CLI flags."""
 
     name: str = "sweep"
     models: tuple[str, ...] = ("xlmr-tiny",)
@@ -167,6 +168,15 @@ class SweepSpec:
 
 
 def load_sweep(path: Path) -> SweepSpec:
+    """A sweep file, or the name of a built-in sweep (``default``, ``smoke``)."""
+    from .config import BUILTIN_SWEEPS_DIR
+
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        builtin = BUILTIN_SWEEPS_DIR / f"{path.name}.toml"
+        if not builtin.is_file():
+            known = ", ".join(sorted(p.stem for p in BUILTIN_SWEEPS_DIR.glob("*.toml")))
+            raise HarnessError(f"unknown sweep {path.name!r} (a TOML file, or built-in: {known})")
+        path = builtin
     return SweepSpec.from_dict(read_toml(path), where=str(path))
 
 

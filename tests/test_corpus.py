@@ -36,7 +36,7 @@ def test_code_mapping(small_corpus: Path) -> None:
 
 
 def test_unknown_language_lists_available(small_corpus: Path) -> None:
-    with pytest.raises(HarnessError, match="unknown language 'xx'; available: ara, cmn, deu"):
+    with pytest.raises(HarnessError, match="unknown language 'xx'; available: amh, ara, cmn, deu"):
         check_languages(small_corpus, ["xx"])
 
 
@@ -96,3 +96,41 @@ def test_fetch_uses_the_published_layout(tmp_path: Path, small_corpus: Path) -> 
     assert fetch_tatoeba(dest, ["heb"], base_url=small_corpus.as_uri()) == []  # cached
     with pytest.raises(HarnessError, match="cannot download"):
         fetch_tatoeba(dest, ["xyz"], base_url=small_corpus.as_uri())
+
+
+def test_corpus_resolution_never_looks_beside_the_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only what the user gave ($HARNESS_TATOEBA, --corpus) or the download cache counts."""
+    from harness.corpus import corpus_cache_dir, find_corpus
+
+    monkeypatch.delenv("HARNESS_TATOEBA", raising=False)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    assert find_corpus(None) is None
+    with pytest.raises(HarnessError, match="harness fetch-tatoeba"):
+        resolve_corpus(None)
+    corpus_cache_dir().mkdir(parents=True)
+    _write(corpus_cache_dir(), "deu", ["Hallo."], ["Hello."])
+    assert find_corpus(None) == corpus_cache_dir()
+    monkeypatch.setenv("HARNESS_TATOEBA", str(tmp_path / "missing"))
+    with pytest.raises(HarnessError, match="HARNESS_TATOEBA=.*not found"):
+        find_corpus(None)
+
+
+def test_fixture_corpus_covers_eight_scripts(small_corpus: Path) -> None:
+    assert available_languages(small_corpus) == [
+        "amh", "ara", "cmn", "deu", "heb", "hin", "jpn", "rus", "tha",
+    ]  # fmt: skip
+    for lang in available_languages(small_corpus):
+        pairs = read_pairs(small_corpus, lang)
+        assert len(pairs.text) == len(pairs.english) == 32 and pairs.blank_skipped == 0
+
+
+@pytest.mark.full_corpus
+def test_the_real_corpus_reads_in_every_language(full_corpus: Path) -> None:
+    langs = available_languages(full_corpus)
+    assert len(langs) >= 100
+    assert check_languages(full_corpus, list(XTREME_LANGUAGES)) == list(XTREME_LANGUAGES)
+    for lang in langs:
+        pairs = read_pairs(full_corpus, lang)
+        assert pairs.text and len(pairs.text) == len(pairs.english)

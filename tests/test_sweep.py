@@ -80,10 +80,21 @@ def test_bad_sweeps(changes: dict[str, object], message: str) -> None:
         expand(SweepSpec().replace(**changes))
 
 
-def test_bench_sweeps_load_and_expand() -> None:
-    for path in (REPO / "bench").glob("*.toml"):
-        sweep = load_sweep(path)
-        assert expand(sweep), path
+def test_builtin_sweeps_load_by_name_and_expand() -> None:
+    from harness.config import BUILTIN_SWEEPS_DIR
+
+    names = sorted(p.stem for p in BUILTIN_SWEEPS_DIR.glob("*.toml"))
+    assert {"default", "smoke"} <= set(names)
+    for name in names:
+        sweep = load_sweep(Path(name))
+        assert sweep.name == name
+        assert expand(sweep), name
+    assert load_sweep(REPO / "bench" / "ci" / "suite.toml").models
+
+
+def test_unknown_sweep_name_lists_the_builtin_ones() -> None:
+    with pytest.raises(HarnessError, match=r"unknown sweep 'nope' .*default, smoke"):
+        load_sweep(Path("nope"))
 
 
 def test_sweep_toml_errors(tmp_path: Path) -> None:

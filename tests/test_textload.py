@@ -42,10 +42,10 @@ def test_multiple_choice_rows_repeat_per_choice() -> None:
 
 def test_language_stats(small_corpus: Path, cache_dir: Path) -> None:
     tok = train_surrogate(small_corpus, cache_dir, vocab_size=800)
-    deu = language_stats(tok, small_corpus, "deu", max_len=40)
-    assert deu.sentences == 60
+    deu = language_stats(tok, small_corpus, "deu", max_len=30)
+    assert deu.sentences == 16  # the even lines of 32
     assert deu.tokens_p50 <= deu.tokens_p95 <= deu.tokens_max
-    assert 0 < deu.truncation_rate < 1  # some German sentences exceed 38 pieces of this vocab
+    assert 0 < deu.truncation_rate < 1  # some German sentences exceed 28 pieces of this vocab
     assert deu.fertility_mean > 0.5 and deu.chars_per_token > 1
     jpn = language_stats(tok, small_corpus, "jpn", max_len=128)
     assert jpn.truncation_rate == 0.0

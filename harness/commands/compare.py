@@ -77,12 +77,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "--processes, --min-rounds, --block must be >= 1 and --max-rounds >= --min-rounds"
         )
     args.isolate, args.inline = False, True
-    sweep, cases, corpus = prepare_sweep(args)
+    prepared = prepare_sweep(args)
+    if prepared.skipped:  # a comparison that silently drops its language cases would mislead
+        raise HarnessError(prepared.skipped[0][1])
+    sweep, cases, corpus = prepared.sweep, prepared.cases, prepared.corpus
     spec = InterleaveSpec(
         min_rounds=args.min_rounds, max_rounds=args.max_rounds, block=args.block, seed=args.seed
     )
     opts = RunOptions(
-        cache_dir=args.cache_dir or default_cache(), corpus=corpus, allow_pickle=args.allow_pickle
+        cache_dir=args.cache_dir or default_cache(),
+        corpus=corpus,
+        allow_pickle=args.allow_pickle,
+        allow_custom_code=args.ignore_custom_code,
     )
     console = make_console(args.quiet)
     n_models = len({c.model.name for c in cases})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..cli import DEFAULT_OUT, default_cache, ints, make_console, progress_bar, words
-from ..errors import EXIT_OK, HarnessError
+from ..errors import EXIT_CASES_FAILED, EXIT_OK, HarnessError
 from ..sweep import Case, SweepSpec
 
 __all__ = ["add_sweep_args", "prepare_sweep", "register"]
@@ -46,7 +47,14 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-synthetic", action="store_true", help="only real-text language cases")
     p.add_argument(
-        "--corpus", type=Path, help="Tatoeba directory (default: ../shared/corpora/tatoeba)"
+        "--corpus",
+        type=Path,
+        help="Tatoeba directory (default: $HARNESS_TATOEBA, else the download cache)",
+    )
+    p.add_argument(
+        "--fetch-corpus",
+        action="store_true",
+        help="without a corpus, download the sweep's languages from upstream once (needs internet)",
     )
     p.add_argument("--max-time", type=float, help="time budget per case, seconds")
     p.add_argument("--repeats", type=int, help="run the whole sweep this many times")
@@ -58,6 +66,11 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
         help="built models, exports, tokenizers (default $HARNESS_CACHE or ~/.cache/xlmr-harness)",
     )
     p.add_argument("--allow-pickle", action="store_true", help="trust pickle (.bin/.pt) weights")
+    p.add_argument(
+        "--ignore-custom-code",
+        action="store_true",
+        help="measure a checkpoint whose config asks for custom code (auto_map) as plain XLM-R",
+    )
     p.add_argument(
         "--backend-option",
         action="append",
@@ -87,13 +100,70 @@ def _backend_options(
     return out
 
 
-def prepare_sweep(args: argparse.Namespace) -> tuple[SweepSpec, list[Case], Path | None]:
+@dataclasses.dataclass
+class PreparedSweep:
+    """A validated, expanded sweep; nothing has touched the output yet."""
+
+    sweep: SweepSpec
+    cases: list[Case]
+    corpus: Path | None
+    #: Planned cases that cannot run here, with the reason (language cases without a corpus).
+    skipped: list[tuple[Case, str]]
+
+
+def _fetch_corpus(languages: tuple[str, ...]) -> Path | None:
+    """Download the sweep's languages into the cache, with a progress bar; ``None`` offline."""
+    from ..corpus import XTREME_CODES, corpus_cache_dir, fetch_tatoeba
+
+    codes = sorted({XTREME_CODES.get(p, p) for code in languages for p in code.split("+")})
+    dest = corpus_cache_dir()
+    console = make_console()
+    progress, emit = progress_bar(console, 2 * len(codes))
+    try:
+        with progress:
+            fetch_tatoeba(dest, codes, on_file=lambda name: emit(("done", name)), timeout_s=15.0)
+    except HarnessError as exc:
+        console.print(f"[yellow]could not fetch the Tatoeba corpus: {exc}[/yellow]")
+        return None
+    return dest
+
+
+def _language_cases_without_corpus(sweep: SweepSpec) -> list[tuple[Case, str]]:
+    from ..corpus import HOW_TO_GET, XTREME_CODES
+    from ..sweep import expand
+
+    codes = tuple(
+        "+".join(XTREME_CODES.get(p.lower(), p.lower()) for p in code.split("+"))
+        for code in sweep.languages
+    )
+    only_text = sweep.replace(languages=codes, synthetic=False)
+    reason = f"no Tatoeba corpus here: {HOW_TO_GET}"
+    return [(case, reason) for case in expand(only_text)]
+
+
+def _resumed_sweep(run_dir: Path) -> SweepSpec:
+    from ..results import load_run
+
+    if not (run_dir / "run.json").is_file():
+        raise HarnessError(f"{run_dir}: not a run directory (no run.json)")
+    data = load_run(run_dir).meta.config.get("sweep")
+    if not isinstance(data, dict):
+        raise HarnessError(f"{run_dir}: run.json holds no sweep to resume")
+    return SweepSpec.from_dict(dict(data), where=f"{run_dir}/run.json")
+
+
+def prepare_sweep(args: argparse.Namespace) -> PreparedSweep:
     """Sweep from TOML + flags, validated and expanded; nothing touches the output yet."""
     from ..checkpoints import preflight
-    from ..corpus import XTREME_LANGUAGES, check_languages, resolve_corpus
+    from ..corpus import HOW_TO_GET, XTREME_LANGUAGES, check_languages, find_corpus, read_pairs
     from ..sweep import expand, load_sweep
 
-    sweep = load_sweep(args.sweep) if args.sweep else SweepSpec(name="cli")
+    if args.sweep:
+        sweep = load_sweep(args.sweep)
+    elif getattr(args, "resume", None) is not None:
+        sweep = _resumed_sweep(args.resume)  # the run's own sweep: `--resume RUN_DIR` alone
+    else:
+        sweep = SweepSpec(name="cli")
     languages = args.languages
     if languages == ("xtreme",):
         languages = XTREME_LANGUAGES
@@ -121,13 +191,29 @@ def prepare_sweep(args: argparse.Namespace) -> tuple[SweepSpec, list[Case], Path
         backend_options=_backend_options(args.backend_option, sweep.backend_options),
     )
     corpus = None
+    skipped: list[tuple[Case, str]] = []
     if sweep.languages:
-        corpus = resolve_corpus(Path(sweep.corpus) if sweep.corpus else None)
-        sweep = sweep.replace(languages=tuple(check_languages(corpus, sweep.languages)))
+        corpus = find_corpus(Path(sweep.corpus) if sweep.corpus else None)
+        if corpus is None and getattr(args, "fetch_corpus", False):
+            corpus = _fetch_corpus(sweep.languages)
+        if corpus is None:
+            if not sweep.synthetic:
+                raise HarnessError(f"no Tatoeba corpus found for the language cases: {HOW_TO_GET}")
+            skipped = _language_cases_without_corpus(sweep)
+            sweep = sweep.replace(languages=())
+        else:
+            languages = tuple(check_languages(corpus, sweep.languages))
+            for code in {part for lang in languages for part in lang.split("+")}:
+                read_pairs(corpus, code)  # present, parallel, UTF-8, not empty: or exit 2 now
+            sweep = sweep.replace(languages=languages, corpus=str(corpus.resolve()))
     cases = expand(sweep)
     for spec in {c.model.name: c.model for c in cases}.values():
-        preflight(spec)
-    return sweep, cases, corpus
+        preflight(
+            spec,
+            allow_pickle=args.allow_pickle,
+            allow_custom_code=getattr(args, "ignore_custom_code", False),
+        )
+    return PreparedSweep(sweep, cases, corpus, skipped)
 
 
 def write_language_stats(run_dir: Path, cases: list[Case], corpus: Path, cache_dir: Path) -> None:
@@ -166,20 +252,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..results import load_run
     from ..runner import RunOptions
 
-    sweep, cases, corpus = prepare_sweep(args)
+    prepared = prepare_sweep(args)
+    sweep, cases, corpus = prepared.sweep, prepared.cases, prepared.corpus
+    if prepared.skipped:
+        langs = sorted({str(c.language) for c, _ in prepared.skipped})
+        print(
+            f"note: {len(prepared.skipped)} language case(s) skipped ({', '.join(langs)}): "
+            f"{prepared.skipped[0][1]}",
+            file=sys.stderr,
+        )
     if args.resume is not None and not (args.resume / "run.json").is_file():
         raise HarnessError(f"{args.resume}: not a run directory (no run.json)")
     opts = RunOptions(
         cache_dir=args.cache_dir or default_cache(),
         corpus=corpus,
         allow_pickle=args.allow_pickle,
+        allow_custom_code=args.ignore_custom_code,
         isolate=sweep.isolate,
         group_timeout_s=args.group_timeout,
     )
     console = make_console(args.quiet)
-    progress, emit = progress_bar(console, len(cases) * sweep.repeats)
+    progress, emit = progress_bar(console, len(cases) * sweep.repeats + len(prepared.skipped))
     with progress:
-        path = run_sweep(sweep, args.out, opts, resume=args.resume, emit=emit, cases=cases)
+        path = run_sweep(
+            sweep,
+            args.out,
+            opts,
+            resume=args.resume,
+            emit=emit,
+            cases=cases,
+            skipped=prepared.skipped,
+        )
     if corpus is not None:
         try:
             write_language_stats(path, cases, corpus, opts.cache_dir)
@@ -187,11 +290,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"[yellow]no per-language statistics: {exc}[/yellow]")
     run = load_run(path)
     report = write_run_report(run)
-    console.print(rich_table(result_rows(run.latest()), run.meta.run_id))
+    latest = run.latest()
+    shown = [r for r in latest if r.status != "skipped"]
+    console.print(rich_table(result_rows(shown), run.meta.run_id))
+    if len(shown) < len(latest):
+        reasons = sorted({r.message.split(":")[0] for r in latest if r.status == "skipped"})
+        console.print(
+            f"[yellow]{len(latest) - len(shown)} case(s) skipped ({'; '.join(reasons)}); "
+            "listed in the report[/yellow]"
+        )
     console.print(f"records: {path / 'records.jsonl'}\nreport:  {report}  (and report.html)")
-    failed = [r for r in run.latest() if r.status in ("error", "invalid")]
+    return report_failed_cases(run.latest())
+
+
+def report_failed_cases(records: list[Any]) -> int:
+    """Each ``error`` / ``invalid`` case on stderr with its one-line reason; the exit code."""
+    failed = [r for r in records if r.status in ("error", "invalid")]
+    for r in failed:
+        print(
+            f"{r.status}: {r.case_id}: {r.message.splitlines()[0] if r.message else ''}",
+            file=sys.stderr,
+        )
     if failed:
-        console.print(f"[yellow]{len(failed)} case(s) not measured; see the report[/yellow]")
+        print(
+            f"{len(failed)} case(s) not measured (exit {EXIT_CASES_FAILED}); tracebacks are in "
+            "the records",
+            file=sys.stderr,
+        )
+        return EXIT_CASES_FAILED
     return EXIT_OK
 
 

@@ -32,7 +32,7 @@ def rich_table(rows: list[dict[str, str]], title: str) -> Table:
         status = row.get("status", "ok")
         if status.startswith(("error", "invalid")):
             style = "red"
-        elif status.startswith("skipped"):
+        elif status.startswith("skipped") or "unstable" in status:
             style = "yellow"
         table.add_row(*row.values(), style=style)
     return table

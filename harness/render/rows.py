@@ -6,28 +6,7 @@ from typing import Any
 
 from ..results import Record
 
-__all__ = ["RESULT_COLUMNS", "fmt_bytes", "fmt_ms", "result_rows", "sort_records"]
-
-RESULT_COLUMNS = (
-    "model",
-    "backend",
-    "batch",
-    "seq",
-    "lang",
-    "policy",
-    "p50 ms",
-    "p90 ms",
-    "p99 ms",
-    "±CI",
-    "n",
-    "seq/s",
-    "tok/s",
-    "pad",
-    "memory",
-    "Δ memory",
-    "parity",
-    "status",
-)
+__all__ = ["fmt_bytes", "fmt_ms", "parity_cell", "result_rows", "sort_records"]
 
 
 def fmt_ms(seconds: float | None) -> str:
@@ -69,7 +48,6 @@ def sort_records(records: list[Record]) -> list[Record]:
 
 def result_row(r: Record) -> dict[str, str]:
     c, s, t = r.case, r.summary, r.throughput
-    parity = r.parity.get("max_abs_diff")
     return {
         "model": r.model,
         "backend": c["backend"],
@@ -86,9 +64,31 @@ def result_row(r: Record) -> dict[str, str]:
         "tok/s": fmt_rate(t.get("real_tokens_per_s")),
         "pad": f"{100 * r.workload['pad_share']:.0f}%" if "pad_share" in r.workload else "–",
         **memory_cells(r),
-        "parity": f"{parity:.1e}" if isinstance(parity, float) else "–",
-        "status": r.status if r.status == "ok" else f"{r.status}: {r.message}"[:80],
+        "parity": parity_cell(r.parity),
+        "status": status_cell(r),
     }
+
+
+def status_cell(r: Record) -> str:
+    """``ok``, ``ok, unstable ±47%`` (CI of the median too wide to quote), or the reason."""
+    if r.status != "ok":
+        return f"{r.status}: {r.message}"[:80]
+    rel_ci = r.summary.get("rel_ci")
+    unstable = r.summary.get("unstable")
+    if unstable is None and isinstance(rel_ci, float):  # records from before the flag
+        from ..stats import is_unstable
+
+        unstable = is_unstable(rel_ci)
+    if unstable:
+        return f"ok, unstable ±{100 * rel_ci:.0f}%" if isinstance(rel_ci, float) else "ok, unstable"
+    return "ok"
+
+
+def parity_cell(parity: dict[str, Any]) -> str:
+    if parity.get("non_finite"):
+        return "non-finite"
+    diff = parity.get("max_abs_diff")
+    return f"{diff:.1e}" if isinstance(diff, float) else "–"
 
 
 def memory_cells(r: Record) -> dict[str, str]:

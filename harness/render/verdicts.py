@@ -8,7 +8,7 @@ from statistics import median
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
 from ..compare import Comparison, PairResult
 from .rows import fmt_bytes, fmt_ms
@@ -125,6 +125,10 @@ def summary_sentence(cmp: Comparison, noise: dict[str, float] | None = None) -> 
     )
 
 
+#: Tick positions for ratio axes: readable, and distinct when printed with ``:g``.
+NICE_RATIOS = (0.25, 0.5, 0.67, 0.8, 0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1, 1.25, 1.5, 2.0, 4.0)
+
+
 def plot_ratios(cmp: Comparison, path: Path) -> Path | None:
     """Forest plot: ratio of medians with its CI per case, and the equivalence band."""
     measured = sorted([r for r in cmp.results if r.ratio is not None], key=_case_label)
@@ -149,10 +153,13 @@ def plot_ratios(cmp: Comparison, path: Path) -> Path | None:
     ax.set_yticks(range(len(measured)), [_case_label(r) for r in measured], fontsize=7)
     ax.set_xlabel(f"latency ratio {cmp.candidate} / {cmp.baseline} (95 % CI)")
     ax.set_xscale("log")
-    plain = FuncFormatter(lambda x, _: f"{x:.2g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+    lo, hi = ax.get_xlim()
+    # Nice ratios inside the shown range, each labelled once: a log axis's own minor labels
+    # read "0.98, 1, 1, 1.1, 1.1" at two significant digits.
+    ticks = [t for t in NICE_RATIOS if lo <= t <= hi] or [1.0]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     handles = [Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in _COLORS.items()]
     ax.legend(handles=handles, fontsize=7, loc="best")
     ax.grid(True, axis="x", alpha=0.3)
