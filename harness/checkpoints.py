@@ -8,6 +8,7 @@ fingerprint, so every process of a sweep loads bit-identical weights.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -168,7 +169,39 @@ def load_checkpoint(
     hf = hf.to(_TORCH_DTYPES[dtype]).eval()
     model = ServingModel(hf, spec.head).eval()
     load_s = time.perf_counter() - start
-    return Checkpoint(spec, model, arch, path, weight_stats(model), load_s)
+    return Checkpoint(
+        spec, model, arch, path, _cached_weight_stats(model, path, dtype, cache_dir), load_s
+    )
+
+
+def _cached_weight_stats(
+    model: ServingModel, path: Path | None, dtype: str, cache_dir: Path
+) -> WeightStats:
+    """Hashing and scanning 1–2 GB of weights takes seconds; the answer only changes when the
+    files do, so it is cached by (directory, file names, sizes, mtimes, dtype, head)."""
+    if path is None:
+        return weight_stats(model)
+    files = sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json")
+    )
+    ident = json.dumps(
+        [str(path.resolve()), dtype, str(model.head)]
+        + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+    )
+    entry = cache_dir / "weight-stats" / f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}.json"
+    try:
+        return WeightStats.from_dict(json.loads(entry.read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    stats = weight_stats(model)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(stats.to_dict()))
+        os.replace(tmp, entry)
+    except OSError:  # a read-only cache only costs the recomputation
+        pass
+    return stats
 
 
 def preflight(

@@ -67,6 +67,7 @@ def _cold_rows(records: list[Record]) -> list[dict[str, str]]:
             "load s": f"{r.cold.get('load_s', 0):.2f}",
             "prepare s": f"{r.cold.get('prepare_s', 0):.2f}",
             "bind/capture s": f"{r.cold['bind_s']:.2f}" if "bind_s" in r.cold else "–",
+            "prepare peak RSS": fmt_bytes(r.cold.get("prepare_peak_rss_bytes")),
             "first call ms": fmt_ms(r.cold.get("first_call_s")),
             "parity max diff": parity_cell(r.parity),
             "notes": ", ".join(f"{k} {v}" for k, v in extra.items()) if extra else "",

@@ -132,6 +132,8 @@ class Group:
 
 def prepare_group(case: Case, opts: RunOptions) -> Group:
     torch.set_num_threads(case.threads)
+    memory = PeakRSS()
+    memory.start()
     attn = dict(case.options).get("attn_implementation", "sdpa")
     ckpt = load_checkpoint(
         case.model,
@@ -161,7 +163,13 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
     backend.sync()
     parity = parity_check(got, reference, case.dtype)
     parity["probe_shape"] = list(probe.input_ids.shape)
-    cold = {"load_s": ckpt.load_s, "prepare_s": prepare_s}
+    # The resident peak of loading + preparing (export, optimizer, trace, compile): what a
+    # machine must have free to get this backend ready, apart from what serving then needs.
+    cold = {
+        "load_s": ckpt.load_s,
+        "prepare_s": prepare_s,
+        "prepare_peak_rss_bytes": memory.before + memory.peak_delta(),
+    }
     return Group(ckpt, backend, info, cold, parity)
 
 

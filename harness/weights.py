@@ -30,6 +30,10 @@ class WeightStats:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeightStats:
+        return cls(**(data | {"dtypes": tuple(data["dtypes"])}))
+
 
 def weight_stats(model: nn.Module) -> WeightStats:
     """Hash the state dict (names, dtypes, shapes, bytes) and count zeros and subnormals."""

@@ -169,7 +169,10 @@ def _bad_inputs(tmp_path: Path, cache_dir: Path) -> list[tuple[list[str], str]]:
         (["run", "-m", str(ck["truncated"])], "weights file is truncated"),
         (["run", "-m", str(ck["garbage"])], "not a safetensors file"),
         (["run", "-m", str(ck["no-weights"])], "no weights file"),
-        (["run", "-m", str(ck["vocab-mismatch"])], "word embeddings are [8000, 64], but config.json says vocabulary 8007"),
+        (
+            ["run", "-m", str(ck["vocab-mismatch"])],
+            "word embeddings are [8000, 64], but config.json says vocabulary 8007",
+        ),
         (["run", "-m", str(ck["custom-code"])], "asks for custom code (auto_map)"),
         (["run", "-m", str(ck["bad-json"])], "not readable JSON"),
         (["run", "-m", "xlmr-tiny", *text, str(ragged)], "not parallel"),
@@ -177,7 +180,10 @@ def _bad_inputs(tmp_path: Path, cache_dir: Path) -> list[tuple[list[str], str]]:
         (["run", "-m", "xlmr-tiny", *text, str(blank)], "no sentences"),
         (["run", "-m", "xlmr-tiny", "--languages", "deu", "--no-synthetic"], "no Tatoeba corpus"),
         (["run", "--sweep", "no-such-sweep"], "unknown sweep 'no-such-sweep'"),
-        (["run", "-m", "xlmr-tiny", "--backend-option", "eager.turbo=yes"], "has no option 'turbo'"),
+        (
+            ["run", "-m", "xlmr-tiny", "--backend-option", "eager.turbo=yes"],
+            "has no option 'turbo'",
+        ),
         (["run", "-m", "xlmr-tiny", "--backend-option", "eager"], "expects BACKEND.KEY=VALUE"),
         (["run", "-m", "xlmr-tiny", "--max-time", "-1"], "max_time_s must be > 0"),
         (["run", "-m", "no-such-model"], "unknown model"),

@@ -47,9 +47,15 @@ def _compare_dirs(args: argparse.Namespace) -> int:
         console.print(f"[yellow]warning: {w}[/yellow]")
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.report, comparison_markdown(cmp, args.report.parent, heading="#"))
+        from ..render.html import markdown_to_html
+
+        text = comparison_markdown(cmp, args.report.parent, heading="#")
+        write_atomic(args.report, text)
         write_atomic(args.report.with_suffix(".json"), json.dumps(cmp.to_dict(), indent=2) + "\n")
-        console.print(f"report: {args.report}")
+        title = f"{cmp.candidate} vs {cmp.baseline}"
+        html = markdown_to_html(text, args.report.parent, title)
+        write_atomic(args.report.with_suffix(".html"), html)
+        console.print(f"report: {args.report} (and .json, .html)")
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from ..results import Record
 
@@ -35,6 +36,11 @@ def plot_latency_vs_tokens(records: list[Record], path: Path) -> Path | None:
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # "0.6", not "6 × 10⁻¹"
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("token positions per call (batch × seq)")
     ax.set_ylabel("median latency (ms)")
     ax.set_title("Latency against work per call (synthetic inputs)")
