@@ -1,10 +1,19 @@
-"""Pair two sets of records and decide, per case, faster / slower / equivalent / inconclusive.
+"""Pair two sets of records and decide, per case: slower, faster, equivalent, negligible or
+inconclusive — a verdict that never contradicts the interval shown next to it.
 
-A difference needs statistics *and* size (asv's rule): the Mann-Whitney p-value, adjusted for
-multiplicity over the whole sweep (Holm by default, or Benjamini-Hochberg), must be below
-``alpha`` *and* the ratio of medians must be beyond ``min_effect``. Equivalence is its own
-test (TOST within ``±margin``, adjusted the same way), because "not significantly different"
-is not "the same" — and sameness is what intermediate-task training should give.
+The effect is estimated where the noise is (:mod:`harness.hierarchy`): for interleaved arms,
+from per-round paired log ratios with a bootstrap over processes and rounds; for two separate
+runs, from calls resampled within each batch. Then (asv's rule: statistics *and* size):
+
+* **slower / faster** — the 95 % interval excludes 1, the p-value adjusted over the whole
+  sweep (Holm, or Benjamini-Hochberg) is below ``alpha``, and the ratio is beyond
+  ``min_effect``;
+* **equivalent** — the 90 % interval lies inside ``±margin`` (two one-sided tests at 5 %,
+  adjusted the same way): "not significantly different" is not "the same";
+* **negligible** — a significant change smaller than ``min_effect``;
+* **inconclusive** — none of these; the row says the smallest change it could have seen.
+
+``margin ≤ min_effect`` is enforced, so no ratio can be both "equivalent" and "slower".
 """
 
 from __future__ import annotations
@@ -15,8 +24,9 @@ from typing import Any
 
 from .env import COMPARABLE_KEYS
 from .errors import HarnessError
+from .hierarchy import Estimate, hierarchical_paired, round_log_ratios, stratified_ratio
 from .results import Record
-from .stats import adjust, compare_samples
+from .stats import adjust
 
 __all__ = [
     "VERDICTS",
@@ -25,10 +35,11 @@ __all__ = [
     "PairResult",
     "comparability_problems",
     "compare_records",
+    "estimate_pair",
     "merge_records",
 ]
 
-VERDICTS = ("faster", "slower", "equivalent", "inconclusive", "invalid")
+VERDICTS = ("faster", "slower", "equivalent", "negligible", "inconclusive", "invalid")
 #: Backend settings that identify an export, not how it runs; they may differ between pairs.
 _VOLATILE = {"export_key", "exported", "onnx_bytes", "example_shape", "torch_threads"}
 
@@ -47,6 +58,11 @@ class CompareSettings:
             raise HarnessError("alpha must be between 0 and 0.5")
         if self.correction not in ("holm", "bh", "none"):
             raise HarnessError("correction must be holm, bh or none")
+        if self.margin > self.min_effect:
+            raise HarnessError(
+                f"margin ({self.margin:g}) must not exceed min_effect ({self.min_effect:g}): a "
+                "ratio could then be called both equivalent and slower"
+            )
 
 
 @dataclass
@@ -58,6 +74,17 @@ class PairResult:
     ratio: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    ci90_low: float | None = None
+    ci90_high: float | None = None
+    #: Smallest change this measurement would detect (90 % power, α = 0.05), relative.
+    mde: float | None = None
+    #: Tightest ±margin within which the 90 % interval lies (what equivalence could show).
+    shown_margin: float | None = None
+    #: What was resampled: paired rounds over processes, or calls within batches.
+    level: str = ""
+    se_log: float | None = None
+    var_between: float | None = None
+    var_within: float | None = None
     p_diff: float | None = None
     p_equiv: float | None = None
     p_diff_adj: float | None = None
@@ -84,6 +111,17 @@ class Comparison:
     results: list[PairResult]
     warnings: list[str]
 
+    def suite(self) -> Estimate | None:
+        """The geometric mean of the measured cases' ratios, with its 95 % interval."""
+        from .hierarchy import suite_estimate
+
+        cases = [
+            Estimate(r.ratio, 0, 0, 0, 0, 1, r.se_log, 0, 0, "", 0, 0)
+            for r in self.results
+            if r.ratio is not None and r.se_log is not None
+        ]
+        return suite_estimate(cases)
+
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(VERDICTS, 0)
         for r in self.results:
@@ -96,6 +134,7 @@ class Comparison:
             "candidate": self.candidate,
             "settings": asdict(self.settings),
             "counts": self.counts(),
+            "suite": suite.to_dict() if (suite := self.suite()) else None,
             "warnings": self.warnings,
             "results": [r.to_dict() for r in self.results],
         }
@@ -154,13 +193,49 @@ def _pair_notes(a: Record, b: Record) -> list[str]:
 
 def _verdict(r: PairResult, s: CompareSettings) -> str:
     assert r.ratio is not None and r.p_diff_adj is not None and r.p_equiv_adj is not None
-    if r.p_diff_adj < s.alpha and r.ratio >= 1 + s.min_effect:
+    assert r.ci_low is not None and r.ci_high is not None
+    assert r.ci90_low is not None and r.ci90_high is not None
+    significant = r.p_diff_adj < s.alpha and (r.ci_low > 1 or r.ci_high < 1)
+    if significant and r.ci_low > 1 and r.ratio >= 1 + s.min_effect:
         return "slower"
-    if r.p_diff_adj < s.alpha and r.ratio <= 1 / (1 + s.min_effect):
+    if significant and r.ci_high < 1 and r.ratio <= 1 / (1 + s.min_effect):
         return "faster"
-    if r.p_equiv_adj < s.alpha:
+    inside = 1 / (1 + s.margin) < r.ci90_low and r.ci90_high < 1 + s.margin
+    if inside and r.p_equiv_adj < s.alpha:
         return "equivalent"
+    if significant:
+        return "negligible"
     return "inconclusive"
+
+
+def _n_batches(rec: Record) -> int:
+    return int(rec.workload.get("n_batches", 1) or 1)
+
+
+def estimate_pair(
+    a_runs: list[Record], b_runs: list[Record], *, statistic: str = "p50"
+) -> Estimate:
+    """The effect of B against A for one case. ``a_runs`` / ``b_runs`` are that case's
+    records, one per process: interleaved ones (same processes on both sides) are analysed
+    as paired rounds, anything else as calls stratified by batch."""
+    procs_a = {r.workload.get("interleaved", {}).get("process"): r for r in a_runs}
+    procs_b = {r.workload.get("interleaved", {}).get("process"): r for r in b_runs}
+    paired = (
+        statistic == "p50"
+        and None not in procs_a
+        and set(procs_a) == set(procs_b)
+        and all(r.workload.get("interleaved", {}).get("block") for r in a_runs)
+    )
+    if paired:
+        per_process = []
+        for p in sorted(procs_a):
+            ra, rb = procs_a[p], procs_b[p]
+            block = int(ra.workload["interleaved"]["block"])
+            per_process.append(round_log_ratios(ra.samples, rb.samples, block, _n_batches(ra)))
+        if all(len(x) >= 2 for x in per_process):
+            return hierarchical_paired(per_process)
+    a, b = merge_records(a_runs)[0], merge_records(b_runs)[0]
+    return stratified_ratio(a.samples, b.samples, _n_batches(a), statistic=statistic)
 
 
 def compare_records(
@@ -173,6 +248,11 @@ def compare_records(
     """Pair by ``key`` (same case, different checkpoints) or ``case_id`` (same checkpoint,
     two runs), compare latency samples, and adjust p-values over all pairs together."""
     s = settings or CompareSettings()
+    runs_a: dict[str, list[Record]] = {}
+    runs_b: dict[str, list[Record]] = {}
+    for side, records in ((runs_a, baseline), (runs_b, candidate)):
+        for rec in records:
+            side.setdefault(getattr(rec, by), []).append(rec)
     side_a = {getattr(r, by): r for r in merge_records(baseline)}
     side_b = {getattr(r, by): r for r in merge_records(candidate)}
     results: list[PairResult] = []
@@ -190,12 +270,18 @@ def compare_records(
             res.notes.append(f"not measured: baseline {a.status}, candidate {b.status}")
             results.append(res)
             continue
-        c = compare_samples(a.samples, b.samples, margin=s.margin)
-        res.ratio, res.ci_low, res.ci_high = c.ratio, c.ci_low, c.ci_high
-        res.p_diff, res.p_equiv = c.p_diff, c.p_equiv
+        ok_a = [r for r in runs_a[key] if r.status == "ok"]
+        ok_b = [r for r in runs_b[key] if r.status == "ok"]
+        est = estimate_pair(ok_a, ok_b)
+        res.ratio, res.ci_low, res.ci_high = est.ratio, est.ci_low, est.ci_high
+        res.ci90_low, res.ci90_high = est.ci90_low, est.ci90_high
+        res.mde, res.shown_margin, res.level = est.mde, est.shown_margin, est.level
+        res.se_log = est.se_log
+        res.var_between, res.var_within = est.var_between, est.var_within
+        res.p_diff, res.p_equiv = est.p_diff, est.p_equiv(s.margin)
         res.p50_baseline = statistics.median(a.samples)
         res.p50_candidate = statistics.median(b.samples)
-        res.n_baseline, res.n_candidate = c.n_a, c.n_b
+        res.n_baseline, res.n_candidate = len(a.samples), len(b.samples)
         ta, tb = a.throughput.get("sequences_per_s"), b.throughput.get("sequences_per_s")
         res.throughput_ratio = tb / ta if ta and tb else None
         res.memory_baseline = a.memory.get("peak_rss_delta_bytes")

@@ -266,3 +266,55 @@ def test_replicated_memory_needs_every_run_above(tmp_path: Path) -> None:
         r for r in _replicate_rows(base, cand, [], [], GateSettings()) if r.metric == "memory"
     ]
     assert row.regression
+
+
+def test_a_p_value_of_exactly_zero_is_the_strongest_evidence(tmp_path: Path) -> None:
+    """Old bug: ``p or 1.0`` turned p == 0.0 (Welch at zero variance) into 1.0 and the worst
+    regressions passed. Constant runs, 20 % slower: p is exactly 0 and must fail the gate."""
+    from harness.results import Record, RunMeta
+    from harness.store import RunStore
+
+    def constant_run(name: str, value: float) -> Path:
+        store = RunStore.create(
+            tmp_path, RunMeta(run_id=name, created="now", kind="sweep", env={}, config={})
+        )
+        for i in range(3):
+            samples = [value] * 20
+            store.append(
+                Record(
+                    case_id="m/eager/cpu/float32/b1/s8/t1",
+                    case={},
+                    status="ok",
+                    samples=samples,
+                    summary={"p50": value, "p90": value},
+                    throughput={"sequences_per_s": 1 / value},
+                    memory={"peak_rss_delta_bytes": 0},
+                    workload={"repeat": i},
+                )
+            )
+        return store.path
+
+    rows, _ = gate_runs(
+        load_run(constant_run("a", 0.010)), load_run(constant_run("b", 0.012)), GateSettings()
+    )
+    p50 = next(r for r in rows if r.metric == "p50")
+    assert p50.p_adj == 0.0 and p50.regression
+
+
+def test_real_text_cases_are_compared_batch_by_batch() -> None:
+    """Four batches of very different cost, 3 % call noise, no change: resampling within
+    each batch gives a tight interval; pooling all calls (the old way) does not."""
+    from harness.hierarchy import stratified_ratio
+    from harness.stats import compare_samples
+
+    rng = np.random.default_rng(0)
+    cost = np.array([0.004, 0.011, 0.027, 0.052])
+
+    def calls(n: int) -> list[float]:
+        return list(cost[np.arange(n) % 4] * np.exp(0.03 * rng.standard_normal(n)))
+
+    a, b = calls(40), calls(40)
+    strat = stratified_ratio(a, b, n_batches=4)
+    pooled = compare_samples(a, b)
+    assert (strat.ci_high / strat.ci_low) ** 0.5 - 1 < 0.03
+    assert (pooled.ci_high / pooled.ci_low) ** 0.5 - 1 > 0.15

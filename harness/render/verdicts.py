@@ -19,6 +19,7 @@ _COLORS = {
     "faster": "#1a7f37",
     "slower": "#cf222e",
     "equivalent": "#0969da",
+    "negligible": "#8250df",
     "inconclusive": "#9a6700",
     "invalid": "#6e7781",
 }
@@ -49,8 +50,13 @@ def verdict_rows(cmp: Comparison) -> list[dict[str, str]]:
                 "candidate p50 ms": fmt_ms(r.p50_candidate),
                 "ratio": f"{r.ratio:.3f}" if r.ratio else "–",
                 "95% CI": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low else "–",
+                "90% CI": f"[{r.ci90_low:.3f}, {r.ci90_high:.3f}]" if r.ci90_low else "–",
                 "p diff (adj)": f"{r.p_diff_adj:.2g}" if r.p_diff_adj is not None else "–",
                 "p equiv (adj)": f"{r.p_equiv_adj:.2g}" if r.p_equiv_adj is not None else "–",
+                "detects ≥": f"{100 * r.mde:.1f}%" if r.mde is not None else "–",
+                "equiv. within": f"±{100 * r.shown_margin:.1f}%"
+                if r.shown_margin is not None
+                else "–",
                 "n": f"{r.n_baseline}/{r.n_candidate}",
                 "Δ peak RSS": mem,
                 "verdict": r.verdict,
@@ -94,8 +100,19 @@ def summary_sentence(cmp: Comparison, noise: dict[str, float] | None = None) -> 
         f"median latency ratio {mid:.3f} (range {lo:.3f}–{hi:.3f}); "
         f"{counts['equivalent']} equivalent within ±{100 * s.margin:g} %, "
         f"{counts['slower']} slower, {counts['faster']} faster, "
+        f"{counts['negligible']} negligible (significant but under ±{100 * s.min_effect:g} %), "
         f"{counts['inconclusive']} inconclusive ({s.correction} over the sweep, α = {s.alpha:g})."
     )
+    suite = cmp.suite()
+    if suite is not None:
+        mdes = [r.mde for r in measured if r.mde is not None]
+        head += (
+            f" Suite: geometric-mean ratio {suite.ratio:.3f} (95 % CI {suite.ci_low:.3f}–"
+            f"{suite.ci_high:.3f}); per case this measurement could detect changes of "
+            f"{100 * median(mdes):.1f} % (median; 90 % power)."
+            if mdes
+            else ""
+        )
     if counts["slower"] or counts["faster"]:
         moved = [r for r in measured if r.verdict in ("slower", "faster")]
         worst = max(moved, key=lambda r: abs(math.log(r.ratio or 1)))
