@@ -84,7 +84,7 @@ def test_pooling_autocorrelated_calls_undercovers() -> None:
         a_all: list[float] = []
         b_all: list[float] = []
         offset_a, offset_b = 0.06 * rng.standard_normal(2)  # separate runs, separate speeds
-        for arm, off, out in (("a", offset_a, a_all), ("b", offset_b, b_all)):
+        for off, out in ((offset_a, a_all), (offset_b, b_all)):
             ar = 0.0
             for k in range(48):
                 ar = 0.6 * ar + 0.024 * rng.standard_normal()
