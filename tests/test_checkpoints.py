@@ -70,7 +70,7 @@ def test_truncated_weights_are_a_clear_error(cache_dir: Path, tmp_path: Path) ->
     shutil.copytree(build_random_init(_spec(), cache_dir), broken)
     data = (broken / "model.safetensors").read_bytes()
     (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(HarnessError, match="truncated or corrupt|cannot load"):
+    with pytest.raises(HarnessError, match="weights file is truncated"):
         load_checkpoint(ModelSpec(name="b", source=str(broken)), cache_dir)
 
 

@@ -69,6 +69,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         thresholds=_thresholds(args), alpha=args.alpha, normalize=args.normalize
     )
     baseline = load_run(args.baseline)
+    if args.run is None and not args.allow_incomparable:
+        # Refuse before spending minutes on a suite whose result could not be compared.
+        from ..compare import comparability_problems
+        from ..env import collect_env
+
+        problems = comparability_problems(baseline.meta.env, collect_env())
+        if problems:
+            raise HarnessError(
+                f"{args.baseline} was measured elsewhere ({'; '.join(problems)}): refresh a "
+                "baseline on this machine (make perf-baseline), or --allow-incomparable"
+            )
     candidate_dir = args.run or _run_suite(args, args.out)
     candidate = load_run(candidate_dir)
     rows, warnings = gate_runs(baseline, candidate, settings, strict=not args.allow_incomparable)
