@@ -1,7 +1,9 @@
-"""Command line: a thin shell over the library and the only module that prints.
+"""Command line: a thin shell over the library (``harness/commands/`` holds one file per
+subcommand; the library never imports either).
 
 Exit codes: 0 ok · 1 a performance regression was found (``check``) · 2 usage, configuration
-or input error (one line on stderr, no traceback) · 130 interrupted.
+or input error (one line on stderr, no traceback) · 3 some cases ended error/invalid · 4 a bug
+in the harness · 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,51 +12,13 @@ import argparse
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from .cache import default_cache_dir
+from .commands.common import package_version
 from .errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, HarnessError
 from .quiet import quiet_libraries
 
 __all__ = ["main"]
-
-DEFAULT_OUT = Path("reports")
-
-
-def package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("xlmr-harness")
-    except PackageNotFoundError:  # run from a checkout without installing
-        return "unknown (not installed)"
-
-
-def default_cache() -> Path:
-    return default_cache_dir()
-
-
-def make_console(quiet: bool = False) -> Console:
-    """A console that does not squeeze tables to 80 columns when output is a pipe or file."""
-    probe = Console()
-    return Console(quiet=quiet, width=None if probe.is_terminal else 200)
-
-
-def ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
-def words(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,31 +26,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise HarnessError(f"{self.prog}: {message}")
-
-
-def progress_bar(
-    console: Console, total: int
-) -> tuple[Progress, Callable[[tuple[str, object]], None]]:
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-    task = progress.add_task("starting", total=total)
-
-    def emit(event: tuple[str, object]) -> None:
-        kind, payload = event
-        if kind == "start":
-            progress.update(task, description=str(payload))
-        elif kind == "done":
-            progress.advance(task)
-        elif kind == "done-batch":
-            progress.advance(task, int(str(payload)))
-
-    return progress, emit
 
 
 def build_parser() -> argparse.ArgumentParser:

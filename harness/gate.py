@@ -9,6 +9,7 @@ number per case, so it is gated on its threshold plus an absolute floor.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,6 +64,9 @@ class GateRow:
     improvement: bool = False
     level: str = "samples"  # "runs" when both sides had repeated runs of the case
     speed_factor: float | None = None  # machine slower by this for the candidate (probe)
+    #: Smallest relative change this row could detect (90 % power, α = 0.05), from the
+    #: width of its interval: a gate that cannot see 5 % says so instead of passing quietly.
+    mde: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,11 +77,16 @@ def _timing_row(
 ) -> GateRow:
     """A latency-based row. ``c`` compares latencies (for throughput: mean latencies), so
     throughput's bad-direction change is ``1 - 1/ratio``: it falls when latency rises."""
+    se = (math.log(c.ci_high) - math.log(c.ci_low)) / (2 * 1.96) if c.ci_low > 0 else math.inf
+    mde = math.expm1((1.96 + 1.2816) * se)
     if metric == "throughput":
-        return GateRow(
+        row = GateRow(
             key, metric, base, cand, 1 - 1 / c.ratio, 1 - 1 / c.ci_low, 1 - 1 / c.ci_high, c.p_diff
         )
-    return GateRow(key, metric, base, cand, c.ratio - 1, c.ci_low - 1, c.ci_high - 1, c.p_diff)
+    else:
+        row = GateRow(key, metric, base, cand, c.ratio - 1, c.ci_low - 1, c.ci_high - 1, c.p_diff)
+    row.mde = mde
+    return row
 
 
 def _sample_rows(a: Record, b: Record, metrics: Sequence[str], normalize: bool) -> list[GateRow]:

@@ -47,11 +47,14 @@ def run_interleaved(
     Stops a case after ``max_rounds``, or after ``min_rounds`` once the arms together have
     used ``n_arms × measure.max_time_s`` of timed calls.
     """
-    groups = []
-    for cases in arms:
-        emit(("start", cases[0].case_id))
-        groups.append(prepare_group(cases[0], opts))
     rng = np.random.default_rng(spec.seed + 1000 * process)
+    # Arms are prepared in a random order per process too: what a process allocated first
+    # (and where in memory) must not favour one arm in every process.
+    prepared: dict[int, Group] = {}
+    for i in rng.permutation(len(arms)):
+        emit(("start", arms[int(i)][0].case_id))
+        prepared[int(i)] = prepare_group(arms[int(i)][0], opts)
+    groups = [prepared[i] for i in range(len(arms))]
     try:
         for j in range(len(arms[0])):
             cases = [a[j] for a in arms]

@@ -87,6 +87,11 @@ def parity_check(got: np.ndarray, reference: np.ndarray, dtype: str) -> dict[str
 
 def parity_message(parity: dict[str, Any]) -> str:
     """Why a group is ``invalid``, in one line."""
+    if parity.get("kind") == "approximate" and "cosine_mean" in parity:
+        return (
+            f"approximate outputs below the threshold: mean cosine {parity['cosine_mean']:.4f}"
+            f" < {parity['min_cosine']}"
+        )
     if parity.get("non_finite") == "reference":
         return "non-finite outputs (NaN/inf) from eager float32 itself: the weights are broken"
     if parity.get("non_finite"):
@@ -161,7 +166,13 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
         }
     got = backend.output(backend.run(backend.bind(probe)))
     backend.sync()
-    parity = parity_check(got, reference, case.dtype)
+    if getattr(backend, "approximate", False):
+        from .accuracy import DEFAULT_MIN_COSINE, accuracy_facts
+
+        threshold = float(dict(case.options).get("min_cosine", DEFAULT_MIN_COSINE))
+        parity = accuracy_facts(got, reference, case.model.head, threshold)
+    else:
+        parity = parity_check(got, reference, case.dtype)
     parity["probe_shape"] = list(probe.input_ids.shape)
     # The resident peak of loading + preparing (export, optimizer, trace, compile): what a
     # machine must have free to get this backend ready, apart from what serving then needs.
@@ -252,8 +263,44 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
         device["kernels"] = count_kernels(inputs.calls[0])
     record = build_record(case, group, inputs, samples, first_call_s, memory, device)
     record.calibration = calibration
+    if group.parity.get("kind") == "approximate" and case.language is not None:
+        _real_text_accuracy(record, case, group, inputs)
     record.workload["repeat"] = opts.repeat
     return record
+
+
+def _real_text_accuracy(record: Record, case: Case, group: Group, inputs: CaseInputs) -> None:
+    """An approximate backend on real sentences: its outputs for every batch of the case
+    against eager float32's, per sentence. Below the threshold the case is ``invalid``."""
+    from .accuracy import accuracy_facts
+
+    threshold = float(group.parity.get("min_cosine", 0.99))
+    facts = []
+    with torch.inference_mode():
+        for batch, call in zip(inputs.batches, inputs.calls, strict=True):
+            got = group.backend.output(call())
+            ref = group.ckpt.model(batch.input_ids, batch.attention_mask).float().numpy()
+            facts.append(accuracy_facts(got, ref, case.model.head, threshold))
+    rows = sum(int(f.get("rows", 0)) for f in facts)
+    merged: dict[str, Any] = {
+        "batches": len(facts),
+        "rows": rows,
+        # Weighted by sentences, so a short last batch counts for what it holds.
+        "cosine_mean": sum(f.get("cosine_mean", 0.0) * f.get("rows", 0) for f in facts)
+        / max(rows, 1),
+        "cosine_min": min(f.get("cosine_min", 0.0) for f in facts),
+    }
+    if all("top1_agreement" in f for f in facts):
+        merged["top1_agreement"] = sum(f["top1_agreement"] * f["rows"] for f in facts) / max(
+            rows, 1
+        )
+    record.parity = dict(group.parity) | {"real_text": merged}
+    if merged["cosine_mean"] < threshold:
+        record.status = "invalid"
+        record.message = (
+            f"approximate outputs below the threshold on real {case.language} sentences: "
+            f"mean cosine {merged['cosine_mean']:.4f} < {threshold}"
+        )
 
 
 def build_record(

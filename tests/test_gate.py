@@ -318,3 +318,30 @@ def test_real_text_cases_are_compared_batch_by_batch() -> None:
     pooled = compare_samples(a, b)
     assert (strat.ci_high / strat.ci_low) ** 0.5 - 1 < 0.03
     assert (pooled.ci_high / pooled.ci_low) ** 0.5 - 1 > 0.15
+
+
+def _tiny_suite(tmp_path: Path) -> Path:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        'name = "t"\nmodels = ["xlmr-tiny"]\nbackends = ["eager"]\nbatch_sizes = [2]\n'
+        "seq_lens = [32]\nthreads = 1\n[measure]\nwarmup_iters = 2\nmax_time_s = 0.3\n"
+    )
+    return suite
+
+
+@pytest.mark.slow
+def test_interleaved_gate_sees_a_deeper_candidate_and_passes_itself(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """`harness check --candidate`: both checkpoints in the same job, paired per round."""
+    common = ["--suite", str(_tiny_suite(tmp_path)), "--cache-dir", str(cache_dir)]
+    common += ["--processes", "2", "--min-rounds", "6", "--max-rounds", "8", "--threshold", "0.15"]
+    out = ["--out", str(tmp_path / "o"), "-q"]
+    report = tmp_path / "deep.json"
+    assert (
+        main(["check", "--candidate", "xlmr-tiny-deep", *common, *out, "--json", str(report)]) == 1
+    )
+    data = json.loads(report.read_text())
+    assert data["counts"]["slower"] == 1
+    assert data["results"][0]["level"].startswith("paired rounds (2 process(es)")
+    assert main(["check", "--candidate", "xlmr-tiny", *common, *out]) == 0

@@ -7,7 +7,7 @@ from .base import Backend, BackendContext
 from .compiled import CompileBackend
 from .cudagraph import CudaGraphBackend
 from .eager import EagerBackend
-from .onnxruntime import OnnxRuntimeBackend, OnnxRuntimeFusedBackend
+from .onnxruntime import OnnxRuntimeBackend, OnnxRuntimeFusedBackend, OnnxRuntimeInt8Backend
 from .torchscript import TorchScriptBackend
 
 __all__ = ["BACKENDS", "Backend", "BackendContext", "check_backend", "make_backend"]
@@ -17,6 +17,7 @@ BACKENDS: dict[str, type[Backend]] = {
     "torchscript": TorchScriptBackend,
     "onnxruntime": OnnxRuntimeBackend,
     "onnxruntime-fused": OnnxRuntimeFusedBackend,
+    "onnxruntime-int8": OnnxRuntimeInt8Backend,
     "compile": CompileBackend,
     "cuda-graph": CudaGraphBackend,
 }

@@ -32,6 +32,37 @@ OPSET = 17
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
+def cpu_isa() -> list[str]:
+    """The int8 instruction sets this CPU offers ORT's kernels (AVX2 → AVX-512 VNNI → AMX)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    wanted = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "amx_int8", "amx_bf16")
+    return [f for f in wanted if f in flags]
+
+
+def _quantize(plain: Path, per_channel: bool) -> tuple[Path, dict[str, Any]]:
+    """Dynamic int8 quantization of the weights (activations quantized per call), cached."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = plain.with_name(f"model-int8{'-pc' if per_channel else ''}.onnx")
+    if not target.is_file():
+        tmp = target.with_suffix(".tmp.onnx")
+        quantize_dynamic(str(plain), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel)
+        os.replace(tmp, target)
+    info = {
+        "quantization": {
+            "method": "onnxruntime.quantization.quantize_dynamic",
+            "weights": "int8 (QInt8)",
+            "activations": "uint8, quantized per call",
+            "per_channel": per_channel,
+        },
+        "cpu_isa": cpu_isa(),
+    }
+    return target, info
+
+
 def _export(
     ckpt: Checkpoint, example: Batch, cache_dir: Path, fused: bool
 ) -> tuple[Path, dict[str, Any]]:
@@ -95,6 +126,10 @@ class OnnxRuntimeBackend:
     name: ClassVar[str] = "onnxruntime"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     fused: ClassVar[bool] = False
+    int8: ClassVar[bool] = False
+    #: Exact backends must match eager within the dtype's tolerance; approximate ones
+    #: (quantized) are judged by cosine similarity and top-1 agreement instead.
+    approximate: ClassVar[bool] = False
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
@@ -124,6 +159,9 @@ class OnnxRuntimeBackend:
         if self.ctx.dtype != "float32":
             raise HarnessError(f"{self.name}: only float32 is exported (asked {self.ctx.dtype})")
         path, info = _export(ckpt, example, self.ctx.cache_dir, self.fused)
+        if self.int8:
+            path, extra = _quantize(path, self.ctx.option("per_channel", "false") == "true")
+            info |= extra
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.ctx.threads
         opts.inter_op_num_threads = 1
@@ -169,3 +207,17 @@ class OnnxRuntimeBackend:
 class OnnxRuntimeFusedBackend(OnnxRuntimeBackend):
     name: ClassVar[str] = "onnxruntime-fused"
     fused: ClassVar[bool] = True
+
+
+class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
+    """Dynamic int8 quantization of the exported graph: what serving on a CPU often uses.
+    Its outputs are approximate, so its parity is accuracy (cosine, top-1), not a diff."""
+
+    name: ClassVar[str] = "onnxruntime-int8"
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    int8: ClassVar[bool] = True
+    approximate: ClassVar[bool] = True
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = OnnxRuntimeBackend.OPTIONS | {
+        "per_channel": ("false", "true"),
+        "min_cosine": ("0.9", "0.95", "0.98", "0.99", "0.995", "0.999"),
+    }

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..cli import default_cache, make_console, progress_bar
 from ..errors import EXIT_OK, EXIT_REGRESSION, HarnessError
+from .common import default_cache, make_console, progress_bar
 
 __all__ = ["DEFAULT_SUITE", "register"]
 
@@ -63,8 +63,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     if args.refresh_baseline:
         return _refresh(args)
+    if args.candidate:
+        return cmd_check_interleaved(args)
     if args.baseline is None:
-        raise HarnessError("check needs --baseline RUN_DIR (or --refresh-baseline DIR)")
+        raise HarnessError(
+            "check needs --baseline RUN_DIR, --candidate MODEL, or --refresh-baseline DIR"
+        )
     settings = GateSettings(
         thresholds=_thresholds(args), alpha=args.alpha, normalize=args.normalize
     )
@@ -117,7 +121,72 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"[red]{len(regressions)} regression(s) beyond threshold[/red] (candidate {candidate_dir})"
         )
         return EXIT_REGRESSION
+    mdes = sorted(r.mde for r in rows if r.mde is not None and r.metric == "p50")
+    if mdes:
+        worst = max(settings.thresholds.get("p50", 0.05), 0.0)
+        blind = sum(m > worst for m in mdes)
+        console.print(
+            f"power: at the noise measured, this gate detects p50 changes of "
+            f"{100 * mdes[len(mdes) // 2]:.1f} % (median over cases; 90 % power)"
+            + (
+                f"; {blind} of {len(mdes)} case(s) could not see a {100 * worst:g} % change"
+                if blind
+                else ""
+            )
+        )
     console.print(f"no regression: {len(rows)} metric(s) checked against {args.baseline}")
+    return EXIT_OK
+
+
+def cmd_check_interleaved(args: argparse.Namespace) -> int:
+    """Baseline and candidate checkpoints measured side by side in the same job: rounds in a
+    random order inside each of several fresh processes, paired per round (harness compare's
+    machinery with the gate's threshold as the minimum effect). Exit 1 on any "slower"."""
+    from ..compare import CompareSettings
+    from ..comparing import comparisons_of, run_comparison
+    from ..corpus import check_languages, resolve_corpus
+    from ..interleave import InterleaveSpec
+    from ..render.console import rich_table
+    from ..render.verdicts import summary_sentence, verdict_rows
+    from ..results import load_run
+    from ..runner import RunOptions
+    from ..sweep import load_sweep
+
+    sweep = load_sweep(args.suite)
+    base_model = args.baseline_model or sweep.models[0]
+    aa = args.candidate == base_model  # an A/A gate: the baseline against a second copy
+    models = (base_model,) if aa else (base_model, args.candidate)
+    sweep = sweep.replace(models=models, repeats=1)
+    corpus = None
+    if sweep.languages:
+        corpus = resolve_corpus(args.corpus)
+        sweep = sweep.replace(languages=tuple(check_languages(corpus, sweep.languages)))
+    threshold = args.threshold if args.threshold is not None else 0.05
+    settings = CompareSettings(margin=min(0.02, threshold), min_effect=threshold, alpha=args.alpha)
+    opts = RunOptions(cache_dir=args.cache_dir or default_cache(), corpus=corpus)
+    console = make_console(args.quiet)
+    path = run_comparison(
+        sweep,
+        args.out,
+        opts,
+        settings=settings,
+        interleave=InterleaveSpec(min_rounds=args.min_rounds, max_rounds=args.max_rounds),
+        processes=args.processes,
+        aa=aa,
+    )
+    (cmp,) = comparisons_of(load_run(path), settings)
+    console.print(rich_table(verdict_rows(cmp), f"{cmp.candidate} vs {cmp.baseline}"))
+    console.print(summary_sentence(cmp))
+    slower = [r for r in cmp.results if r.verdict == "slower"]
+    failed = [r for r in cmp.results if r.verdict == "invalid"]
+    if args.json:
+        args.json.write_text(json.dumps(cmp.to_dict(), indent=2))
+    if failed:
+        raise HarnessError(f"{len(failed)} case(s) could not be measured; see {path}")
+    if slower:
+        console.print(f"[red]{len(slower)} case(s) slower beyond {100 * threshold:g} %[/red]")
+        return EXIT_REGRESSION
+    console.print(f"no regression beyond {100 * threshold:g} % ({path})")
     return EXIT_OK
 
 
@@ -163,6 +232,14 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="run the suite and make it the baseline",
     )
+    p.add_argument(
+        "--candidate",
+        help="interleaved gate: this checkpoint against --baseline-model in the same job",
+    )
+    p.add_argument("--baseline-model", help="with --candidate (default: the suite's first model)")
+    p.add_argument("--processes", type=int, default=3, help="with --candidate: fresh processes")
+    p.add_argument("--min-rounds", type=int, default=8, help="with --candidate")
+    p.add_argument("--max-rounds", type=int, default=16, help="with --candidate")
     p.add_argument("--json", type=Path, help="write every row as JSON here")
     p.add_argument("--all", action="store_true", help="show every metric, not only what moved")
     p.add_argument("--corpus", type=Path)

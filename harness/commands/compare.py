@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..cli import DEFAULT_OUT, default_cache, make_console, progress_bar
 from ..errors import EXIT_OK, HarnessError
+from .common import DEFAULT_OUT, default_cache, make_console, progress_bar
 from .run import add_sweep_args, prepare_sweep
 
 __all__ = ["add_stat_args", "register", "settings_from_args"]

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli import words
 from ..errors import EXIT_OK
+from .common import words
 
 __all__ = ["register"]
 

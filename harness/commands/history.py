@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli import make_console
 from ..errors import EXIT_OK, HarnessError
+from .common import make_console
 
 __all__ = ["register"]
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..cli import default_cache, make_console, words
 from ..errors import EXIT_OK
+from .common import default_cache, make_console, words
 
 __all__ = ["register"]
 

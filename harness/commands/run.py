@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cli import DEFAULT_OUT, default_cache, ints, make_console, progress_bar, words
 from ..errors import EXIT_CASES_FAILED, EXIT_OK, HarnessError
 from ..sweep import Case, SweepSpec
+from .common import DEFAULT_OUT, default_cache, ints, make_console, progress_bar, words
 
 __all__ = ["add_sweep_args", "prepare_sweep", "register"]
 

@@ -87,6 +87,10 @@ def status_cell(r: Record) -> str:
 def parity_cell(parity: dict[str, Any]) -> str:
     if parity.get("non_finite"):
         return "non-finite"
+    if parity.get("kind") == "approximate":
+        facts = parity.get("real_text") or parity
+        cos = facts.get("cosine_mean")
+        return f"cos {cos:.4f}" if isinstance(cos, float) else "–"
     diff = parity.get("max_abs_diff")
     return f"{diff:.1e}" if isinstance(diff, float) else "–"
 
