@@ -78,11 +78,15 @@ class FusedQKVModel(nn.Module):
         self.pooler: Any = getattr(base, "pooler", None)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        x = self.embeddings(input_ids=input_ids)
         keep = attention_mask[:, None, None, :].bool()
+        return self.encode_with(self.embeddings(input_ids=input_ids), keep)
+
+    def encode_with(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The layers on embedded tokens ``x`` with a boolean attention mask ``keep`` that
+        broadcasts to ``[rows, heads, queries, keys]`` (per key, or a full block mask)."""
         for layer in self.layers:
             x = layer(x, keep)
-        return x  # type: ignore[no-any-return]
+        return x
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         head = self.head

@@ -8,7 +8,7 @@ from typing import Any
 
 from .render.gpu import gpu_rows, target_lines
 from .render.html import markdown_to_html
-from .render.languages import language_result_rows, stats_rows
+from .render.languages import best_policy_rows, language_result_rows, stats_rows
 from .render.markdown import md_table
 from .render.plots import plot_language_latency, plot_language_throughput, plot_latency_vs_tokens
 from .render.rows import fmt_bytes, fmt_ms, parity_cell, result_rows, sort_records
@@ -137,6 +137,13 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
             "share of padded positions, `real tok/s` counts only non-pad tokens.",
             "",
             md_table(per_language),
+            "### Best policy per language",
+            "",
+            "Fastest real-token throughput per language, its gain over padding each batch to "
+            "its longest sentence, and its share of the no-padding ceiling (the same sentences' "
+            "real tokens at their mean length, unpadded, timed on the same backend).",
+            "",
+            md_table(best_policy_rows(records)),
         ]
     stats_file = out / "languages.json"
     if stats_file.is_file():

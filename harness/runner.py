@@ -263,10 +263,52 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
         device["kernels"] = count_kernels(inputs.calls[0])
     record = build_record(case, group, inputs, samples, first_call_s, memory, device)
     record.calibration = calibration
+    if case.language is not None:
+        _no_padding_ceiling(record, case, group, inputs, timer, samples)
     if group.parity.get("kind") == "approximate" and case.language is not None:
         _real_text_accuracy(record, case, group, inputs)
     record.workload["repeat"] = opts.repeat
     return record
+
+
+def _per_batch_medians(values: list[float], n_batches: int) -> list[float]:
+    return [float(np.median(values[s::n_batches])) for s in range(n_batches)]
+
+
+def _no_padding_ceiling(
+    record: Record, case: Case, group: Group, inputs: CaseInputs, timer: Timer, samples: Samples
+) -> None:
+    """Time the same sentences' real tokens at their mean length, unpadded, and record what
+    share of that ceiling the case's own batches reached (both on per-batch medians)."""
+    import dataclasses
+
+    from .textload import ceiling_batches
+
+    ceiling = ceiling_batches(inputs.batches, group.ckpt.arch.vocab)
+    bound = [group.backend.bind(b) for b in ceiling]
+    calls: list[Callable[[], object]] = [functools.partial(group.backend.run, x) for x in bound]
+    spec = dataclasses.replace(case.measure, max_time_s=max(0.2, case.measure.max_time_s / 2))
+    measured = measure(timer, calls, spec)
+    n = len(inputs.batches)
+    if len(measured.values) < n or len(samples.values) < n:
+        return
+    t_case = _per_batch_medians(samples.values, n)
+    t_ceiling = _per_batch_medians(measured.values, n)
+    real = sum(b.real_tokens for b in inputs.batches)
+    ceiling_tokens = sum(b.positions for b in ceiling)
+    case_rate = real / sum(t_case)
+    ceiling_rate = ceiling_tokens / sum(t_ceiling)
+    record.workload["ceiling"] = {
+        "what": "each batch's real tokens at their mean length, no padding",
+        "shapes": [list(b.input_ids.shape) for b in ceiling],
+        "p50_by_batch_s": t_ceiling,
+        "samples": measured.values,
+    }
+    record.throughput |= {
+        "ceiling_real_tokens_per_s": ceiling_rate,
+        "real_tokens_per_s_at_batch_p50": case_rate,
+        "share_of_ceiling": case_rate / ceiling_rate,
+    }
 
 
 def _real_text_accuracy(record: Record, case: Case, group: Group, inputs: CaseInputs) -> None:

@@ -20,8 +20,10 @@ __all__ = ["DEVICES", "POLICIES", "Case", "SweepSpec", "expand", "load_sweep"]
 
 DEVICES = ("cpu", "cuda")
 #: Padding policies for real-text batches: pad every batch to the max length; pad to the
-#: longest sentence of each batch in corpus order; sort by length first, then pad per batch.
-POLICIES = ("fixed", "longest", "sorted")
+#: longest sentence of each batch in corpus order; sort the case's sentences by length first,
+#: then pad per batch; bucket the language's whole measured pool by length and take batches
+#: spread over it (:func:`harness.textload.bucket_batches`).
+POLICIES = ("fixed", "longest", "sorted", "bucket")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,15 @@ sentence to the longest in its batch. Three padding policies make that cost visi
 
 * ``fixed``   — every batch padded to the case's max length (what a static-shape server does);
 * ``longest`` — corpus order, each batch padded to its longest sentence;
-* ``sorted``  — sentences sorted by length first, then batched (length bucketing).
+* ``sorted``  — the case's sentences sorted by length first, then batched;
+* ``bucket``  — the whole measured pool of the language sorted by length and cut into
+  batches (length bucketing as a server does it), from which ``lang_batches`` batches spread
+  evenly over the length distribution are measured.
+
+Every real-text workload also carries its *no-padding ceiling*: for each batch, a batch of
+the same sentences' real tokens at their mean length, with no padding at all. Timing those
+gives the throughput the sentences would reach if padding cost nothing, so every record can
+say what share of that ceiling its policy reaches.
 
 A language code ``deu+jpn`` mixes languages round-robin inside each batch.
 """
@@ -21,7 +29,7 @@ import numpy as np
 from .corpus import Pairs, read_pairs
 from .errors import HarnessError
 from .tokenize import TextTokenizer, get_tokenizer
-from .workloads import BOS, EOS, Batch, padded_batch
+from .workloads import BOS, EOS, Batch, padded_batch, synthetic_batch
 
 if TYPE_CHECKING:
     from .checkpoints import Checkpoint
@@ -29,7 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LanguageStats",
+    "bucket_batches",
     "build_batches",
+    "ceiling_batches",
     "fold_ids",
     "language_stats",
     "language_workload",
@@ -56,6 +66,49 @@ def mixed_sentences(pairs: list[Pairs]) -> list[str]:
     out: list[str] = []
     for row in zip(*(p.text for p in pairs), strict=False):
         out.extend(row)
+    return out
+
+
+def bucket_batches(
+    rows: list[list[int]], batch_size: int, n_batches: int, choices: int = 1
+) -> tuple[list[Batch], list[dict[str, Any]]]:
+    """Length buckets over the whole pool: sort every row by length, cut into full batches,
+    and keep ``n_batches`` of them spread evenly from the shortest to the longest. Returns the
+    batches and, per batch, its bucket's boundaries and padding share."""
+    ordered = sorted(rows, key=len)
+    if len(ordered) < batch_size:
+        ordered = [ordered[i % len(ordered)] for i in range(batch_size)]
+    chunks = [
+        ordered[i : i + batch_size] for i in range(0, len(ordered) - batch_size + 1, batch_size)
+    ]
+    # Evenly spread from the shortest bucket to the longest (repeats when there are fewer).
+    picks = [int(p) for p in np.linspace(0, len(chunks) - 1, num=n_batches).round()]
+    batches, buckets = [], []
+    for p in picks:
+        chunk = chunks[p]
+        batch = padded_batch(chunk, max(len(r) for r in chunk), choices=choices)
+        batches.append(batch)
+        buckets.append(
+            {
+                "bucket": p,
+                "of": len(chunks),
+                "min_len": min(len(r) for r in chunk),
+                "max_len": max(len(r) for r in chunk),
+                "pad_share": 1 - batch.real_tokens / batch.positions,
+            }
+        )
+    return batches, buckets
+
+
+def ceiling_batches(batches: list[Batch], vocab: int) -> list[Batch]:
+    """Each batch's real tokens at their mean length, unpadded: the no-padding ceiling."""
+    out = []
+    for i, b in enumerate(batches):
+        choices = int(b.input_ids.shape[1]) if b.input_ids.dim() == 3 else 1
+        mean_len = max(2, round(b.real_tokens / b.sequences))
+        out.append(
+            synthetic_batch(b.sequences // choices, mean_len, vocab, choices=choices, seed=1000 + i)
+        )
     return out
 
 
@@ -92,12 +145,16 @@ def language_workload(
     sentences = mixed_sentences(pairs) if len(pairs) > 1 else list(pairs[0].text)
     encoded = [encode_with_specials(tok, s, case.seq_len, ckpt.arch.vocab) for s in sentences]
     rows = [e[0] for e in encoded]
-    batches = build_batches(
-        rows, case.batch_size, n_batches, str(case.policy), case.seq_len, case.model.choices
-    )
+    buckets: list[dict[str, Any]] = []
+    if case.policy == "bucket":
+        batches, buckets = bucket_batches(rows, case.batch_size, n_batches, case.model.choices)
+    else:
+        batches = build_batches(
+            rows, case.batch_size, n_batches, str(case.policy), case.seq_len, case.model.choices
+        )
     positions = sum(b.positions for b in batches)
     real = sum(b.real_tokens for b in batches)
-    workload = {
+    workload: dict[str, Any] = {
         "kind": "tatoeba",
         "language": case.language,
         "policy": case.policy,
@@ -109,6 +166,8 @@ def language_workload(
         "real_tokens_by_batch": [b.real_tokens for b in batches],
         "padded_len_by_batch": [b.seq_len for b in batches],
     }
+    if buckets:
+        workload["buckets"] = buckets
     return batches, tok.info, workload
 
 

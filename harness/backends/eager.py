@@ -1,5 +1,8 @@
 """PyTorch eager under ``inference_mode`` with SDPA attention (transformers' default here;
-``attn_implementation=eager`` is a load-time option, see :func:`harness.checkpoints.load_checkpoint`)."""
+``attn_implementation=eager`` is a load-time option, see :func:`harness.checkpoints.load_checkpoint`).
+
+Option ``pack=true`` runs unpadded: each bound batch is packed into rows with a block-diagonal
+attention mask (:mod:`harness.packing`), so no padded position is computed."""
 
 from __future__ import annotations
 
@@ -19,17 +22,38 @@ __all__ = ["EagerBackend", "cuda_unavailable", "torch_dtype", "torch_sync"]
 class EagerBackend(TorchBackend):
     name: ClassVar[str] = "eager"
     OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = TorchBackend.OPTIONS | {
-        "attn_implementation": ("sdpa", "eager")
+        "attn_implementation": ("sdpa", "eager"),
+        "pack": ("false", "true"),
     }
+
+    @property
+    def packed(self) -> bool:
+        return self.ctx.option("pack", "false") == "true"
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
         self.module, precision = self.place(ckpt)
         impl = getattr(ckpt.model.model.config, "_attn_implementation", None)
-        return (
-            precision
-            | self.variant_info()
-            | {
-                "attn_implementation": impl,
-                "torch_threads": torch.get_num_threads(),
+        info = precision | self.variant_info()
+        if self.packed:
+            from ..packing import PackedModel
+
+            self.module = PackedModel(self.module).eval()
+            info |= {
+                "pack": True,
+                "packing": "first-fit-decreasing rows no longer than the batch's longest "
+                "sentence; block-diagonal attention; positions restart per sentence",
             }
-        )
+        return info | {"attn_implementation": impl, "torch_threads": torch.get_num_threads()}
+
+    def bind(self, batch: Batch) -> Any:
+        if not self.packed:
+            return super().bind(batch)
+        from dataclasses import fields, replace
+
+        from ..packing import pack_batch
+
+        packed = pack_batch(batch.input_ids, batch.attention_mask)
+        dev = self.ctx.device
+        moved = {f.name: getattr(packed, f.name) for f in fields(packed)}
+        moved = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in moved.items()}
+        return (replace(packed, **moved),)

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ..results import Record
     from ..textload import LanguageStats
 
-__all__ = ["language_result_rows", "stats_rows"]
+__all__ = ["best_policy_rows", "language_result_rows", "stats_rows"]
 
 
 def stats_rows(stats: list[LanguageStats] | list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -63,7 +63,54 @@ def language_result_rows(records: list[Record]) -> list[dict[str, str]]:
             "ms/batch p50": fmt_ms(r.summary.get("p50")),
             "sentences/s": fmt_rate(r.throughput.get("sequences_per_s")),
             "real tok/s": fmt_rate(r.throughput.get("real_tokens_per_s")),
+            "ceiling tok/s": fmt_rate(r.throughput.get("ceiling_real_tokens_per_s")),
+            "% of ceiling": f"{100 * r.throughput['share_of_ceiling']:.0f}%"
+            if "share_of_ceiling" in r.throughput
+            else "–",
+            "variant": _variant(r),
             "truncated": f"{100 * r.workload.get('truncated_share', 0):.1f}%",
         }
         for r in sorted(rows, key=key)
     ]
+
+
+def _variant(r: Record) -> str:
+    opts = dict(tuple(kv) for kv in r.case.get("options", ()))
+    return ",".join(f"{k}={v}" for k, v in sorted(opts.items())) or "–"
+
+
+def best_policy_rows(records: list[Record]) -> list[dict[str, str]]:
+    """Per (model, backend, batch, language): the policy that served real tokens fastest, by
+    how much over padding to the longest, and the share of the no-padding ceiling it reached."""
+    groups: dict[tuple[str, str, int, str], list[Record]] = {}
+    for r in records:
+        if r.status == "ok" and r.case.get("language") and "real_tokens_per_s" in r.throughput:
+            c = r.case
+            groups.setdefault((r.model, c["backend"], c["batch_size"], c["language"]), []).append(r)
+    rows = []
+    for (model, backend, batch, lang), recs in sorted(groups.items()):
+        best = max(recs, key=lambda r: r.throughput["real_tokens_per_s"])
+        longest = next((r for r in recs if r.case["policy"] == "longest"), None)
+        gain = (
+            best.throughput["real_tokens_per_s"] / longest.throughput["real_tokens_per_s"]
+            if longest
+            else None
+        )
+        buckets = best.workload.get("buckets") or []
+        rows.append(
+            {
+                "model": model,
+                "backend": backend,
+                "batch": str(batch),
+                "lang": lang,
+                "best policy": f"{best.case['policy']} ({_variant(best)})",
+                "× longest": f"{gain:.2f}" if gain else "–",
+                "% of ceiling": f"{100 * best.throughput['share_of_ceiling']:.0f}%"
+                if "share_of_ceiling" in best.throughput
+                else "–",
+                "pad waste": f"{100 * best.workload.get('pad_share', 0):.0f}%",
+                "bucket pad shares": ", ".join(f"{100 * b['pad_share']:.0f}%" for b in buckets)
+                or "–",
+            }
+        )
+    return rows
