@@ -35,6 +35,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: CPU features that decide which reduced-precision kernels run natively.
+ISA_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+def cpu_isa() -> list[str]:
+    """The instruction-set extensions of this CPU that int8 / bf16 kernels use."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return [f for f in ISA_FLAGS if f in flags]
+
+
 def _git_sha(root: Path) -> str | None:
     try:
         out = subprocess.run(

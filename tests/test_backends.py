@@ -125,3 +125,14 @@ def test_fused_qkv_refuses_an_unknown_layout() -> None:
 
     with pytest.raises(HarnessError, match="fuse_qkv: .* has no 'embeddings'"):
         fuse_qkv(ServingModel(torch.nn.Linear(2, 2), "encoder"))
+
+
+def test_bf16_on_cpu_says_whether_it_is_native(cache_dir: Path) -> None:
+    from harness.env import cpu_isa
+
+    ckpt = load_checkpoint(_spec("encoder"), cache_dir)
+    b = make_backend("eager", BackendContext("cpu", "bfloat16", 1, cache_dir))
+    info = b.prepare(ckpt, synthetic_batch(2, 16, TINY.vocab))
+    assert info["cpu_isa"] == cpu_isa()
+    assert info["native_reduced_precision"] == bool({"avx512_bf16", "amx_bf16"} & set(cpu_isa()))
+    assert b.output(b.run(b.bind(synthetic_batch(2, 8, TINY.vocab)))).dtype == np.float32

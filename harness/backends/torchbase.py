@@ -67,6 +67,15 @@ class TorchBackend(abc.ABC):
             from ..gpu import set_precision
 
             precision = set_precision(self.ctx.dtype)
+        elif self.ctx.dtype in ("bfloat16", "float16"):
+            from ..env import cpu_isa
+
+            isa = cpu_isa()
+            native = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("amx_fp16",)}
+            precision = {
+                "cpu_isa": isa,
+                "native_reduced_precision": any(f in isa for f in native[self.ctx.dtype]),
+            }
         model: torch.nn.Module = ckpt.model.to(
             device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype)
         ).eval()
