@@ -108,5 +108,7 @@ def test_real_text_records_their_share_of_the_ceiling(
         share = rec.throughput["share_of_ceiling"]
         assert 0 < share < 5 and rec.throughput["ceiling_real_tokens_per_s"] > 0
         assert len(rec.workload["ceiling"]["p50_by_batch_s"]) == 2
+        real = rec.parity["real_text"]  # packed outputs against padded eager, real sentences
+        assert real["ok"] and real["max_abs_diff"] <= real["tolerance"] and real["batches"] == 2
     bucketed = [r for r in run.records if r.case["policy"] == "bucket"]
     assert all(len(r.workload["buckets"]) == 2 for r in bucketed)

@@ -108,3 +108,9 @@ def test_sweep_toml_errors(tmp_path: Path) -> None:
     f.write_text('[measure]\nmax_time_s = "fast"\n')
     with pytest.raises(HarnessError, match="max_time_s must be"):
         load_sweep(f)
+
+
+def test_bench_cpu_sweeps_load_and_expand() -> None:
+    for path in sorted((REPO / "bench" / "cpu").glob("*.toml")):
+        sweep = load_sweep(path)
+        assert expand(sweep.replace(languages=())) if sweep.synthetic else sweep.languages, path
