@@ -1,4 +1,5 @@
-"""``harness export RUN --format gab-smaller|gab-bigger``: github-action-benchmark JSON."""
+"""``harness export RUN --format gab-smaller|gab-bigger|csv|parquet``: github-action-benchmark
+JSON, or one flat row per case."""
 
 from __future__ import annotations
 
@@ -8,16 +9,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, HarnessError
 
 __all__ = ["register"]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import to_github_action_benchmark
+    from ..export import to_github_action_benchmark, write_table
     from ..results import load_run
     from ..store import write_atomic
 
+    if args.format in ("csv", "parquet"):
+        if args.out is None:
+            raise HarnessError(f"--format {args.format} needs --out FILE")
+        run = load_run(args.run)
+        write_table(run, args.out, args.format)
+        print(f"{len(run.latest())} row(s) written to {args.out}")
+        return EXIT_OK
     data = json.dumps(to_github_action_benchmark(load_run(args.run), args.format), indent=2) + "\n"
     if args.out:
         write_atomic(args.out, data)
@@ -27,8 +35,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("export", help="export a run for github-action-benchmark")
+    p = sub.add_parser(
+        "export", help="export a run: github-action-benchmark JSON, CSV or Parquet rows"
+    )
     p.add_argument("run", type=Path)
-    p.add_argument("--format", choices=("gab-smaller", "gab-bigger"), default="gab-smaller")
+    from ..export import FORMATS
+
+    p.add_argument("--format", choices=FORMATS, default="gab-smaller")
     p.add_argument("--out", type=Path, help="file to write (default: stdout)")
     p.set_defaults(func=cmd_export)
