@@ -14,6 +14,7 @@ one clear :class:`HarnessError`, never a silently different model.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from torch import nn
 
 from .errors import HarnessError
 
-__all__ = ["FusedQKVModel", "fuse_qkv"]
+__all__ = ["ExportModel", "FusedQKVModel", "fuse_qkv"]
 
 
 def _get(module: Any, path: str) -> Any:
@@ -62,6 +63,39 @@ class _FusedLayer(nn.Module):
         return self.ffn_norm(self.ffn_out(self.act(self.ffn_in(x))) + x)  # type: ignore[no-any-return]
 
 
+class _ClassicLayer(nn.Module):
+    """The attention block written as BERT's original graph: separate Q/K/V projections,
+    ``QKᵀ/√d + (1 − mask)·(−10000)``, softmax, ``·V``. ONNX Runtime's transformer optimizer
+    recognises exactly this pattern and fuses it into one ``Attention`` node, whatever
+    transformers version built the weights (its own export of transformers-5 models fuses
+    none)."""
+
+    def __init__(self, layer: nn.Module, heads: int) -> None:
+        super().__init__()
+        self.q, self.k, self.v = (
+            _get(layer, f"attention.self.{n}") for n in ("query", "key", "value")
+        )
+        self.heads = heads
+        self.attn_out = _get(layer, "attention.output.dense")
+        self.attn_norm = _get(layer, "attention.output.LayerNorm")
+        self.ffn_in = _get(layer, "intermediate.dense")
+        self.act = _get(layer, "intermediate.intermediate_act_fn")
+        self.ffn_out = _get(layer, "output.dense")
+        self.ffn_norm = _get(layer, "output.LayerNorm")
+
+    def forward(self, x: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
+        b, s, h = x.shape
+        d = h // self.heads
+        q = self.q(x).view(b, s, self.heads, d).permute(0, 2, 1, 3)
+        k = self.k(x).view(b, s, self.heads, d).permute(0, 2, 3, 1)
+        v = self.v(x).view(b, s, self.heads, d).permute(0, 2, 1, 3)
+        scores = torch.matmul(q, k) / math.sqrt(d) + additive_mask
+        ctx = torch.matmul(torch.softmax(scores, dim=-1), v)
+        ctx = ctx.permute(0, 2, 1, 3).reshape(b, s, h)
+        x = self.attn_norm(self.attn_out(ctx) + x)
+        return self.ffn_norm(self.ffn_out(self.act(self.ffn_in(x))) + x)  # type: ignore[no-any-return]
+
+
 class FusedQKVModel(nn.Module):
     """Same inputs, outputs and heads as :class:`~harness.heads.ServingModel`."""
 
@@ -74,8 +108,11 @@ class FusedQKVModel(nn.Module):
         self.embeddings = _get(base, "embeddings")
         heads = int(_get(base, "config.num_attention_heads"))
         layers = _get(base, "encoder.layer")
-        self.layers = nn.ModuleList(_FusedLayer(layer, heads) for layer in layers)
+        self.layers = nn.ModuleList(self.make_layer(layer, heads) for layer in layers)
         self.pooler: Any = getattr(base, "pooler", None)
+
+    def make_layer(self, layer: nn.Module, heads: int) -> nn.Module:
+        return _FusedLayer(layer, heads)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         keep = attention_mask[:, None, None, :].bool()
@@ -106,6 +143,22 @@ class FusedQKVModel(nn.Module):
             start, end = self.hf.qa_outputs(hidden).split(1, dim=-1)
             return torch.stack([start.squeeze(-1), end.squeeze(-1)], dim=1)
         return self.hf.classifier(self.hf.dropout(hidden))  # type: ignore[no-any-return]
+
+
+class ExportModel(FusedQKVModel):
+    """What the harness exports to ONNX: the checkpoint's own weights in BERT's classic
+    attention graph (see :class:`_ClassicLayer`), so the export does not depend on how the
+    installed transformers writes attention."""
+
+    def make_layer(self, layer: nn.Module, heads: int) -> nn.Module:
+        return _ClassicLayer(layer, heads)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        x = self.embeddings(input_ids=input_ids)
+        additive = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
+        for layer in self.layers:
+            x = layer(x, additive)
+        return x  # type: ignore[no-any-return]
 
 
 def fuse_qkv(serving: nn.Module) -> nn.Module:

@@ -58,18 +58,25 @@ def _export(
     ckpt: Checkpoint, example: Batch, cache_dir: Path, fused: bool
 ) -> tuple[Path, dict[str, Any]]:
     """Export (or reuse) the ONNX graph; returns its path and what was done."""
-    settings = f"opset{OPSET}-legacy-torch{torch.__version__}-{ckpt.spec.head}"
+    settings = f"opset{OPSET}-legacy-classic-torch{torch.__version__}-{ckpt.spec.head}"
     key = hashlib.sha256(f"{ckpt.weights.sha256}:{settings}".encode()).hexdigest()[:20]
     folder = cache_dir / "onnx" / key
     plain = folder / "model.onnx"
-    info: dict[str, Any] = {"export_key": key, "opset": OPSET, "exporter": "torch.onnx (legacy)"}
+    info: dict[str, Any] = {
+        "export_key": key,
+        "opset": OPSET,
+        "exporter": "torch.onnx (legacy)",
+        "exported_module": "harness.fused.ExportModel (BERT's classic attention graph)",
+    }
     if not plain.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         rank = example.input_ids.dim()
         axes = {i: f"d{i}" for i in range(rank)}
         fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=folder)
         os.close(fd)
-        model = ckpt.model.float().cpu()
+        from ..fused import ExportModel
+
+        model = ExportModel(ckpt.model.float().cpu()).eval()
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
