@@ -37,7 +37,27 @@ def _get(module: Any, path: str) -> Any:
     return obj
 
 
-class _FusedLayer(nn.Module):
+class _Block(nn.Module):
+    """The parts of a transformers XLM-R layer both rewrites share (the same weights):
+    attention output projection, the two LayerNorms and the feed-forward."""
+
+    attn_out: Any
+    attn_norm: Any
+    ffn_in: Any
+    act: Any
+    ffn_out: Any
+    ffn_norm: Any
+
+    def take_block(self, layer: nn.Module) -> None:
+        self.attn_out = _get(layer, "attention.output.dense")
+        self.attn_norm = _get(layer, "attention.output.LayerNorm")
+        self.ffn_in = _get(layer, "intermediate.dense")
+        self.act = _get(layer, "intermediate.intermediate_act_fn")
+        self.ffn_out = _get(layer, "output.dense")
+        self.ffn_norm = _get(layer, "output.LayerNorm")
+
+
+class _FusedLayer(_Block):
     def __init__(self, layer: nn.Module, heads: int) -> None:
         super().__init__()
         q, k, v = (_get(layer, f"attention.self.{n}") for n in ("query", "key", "value"))
@@ -47,12 +67,7 @@ class _FusedLayer(nn.Module):
             self.qkv.weight.copy_(torch.cat([q.weight, k.weight, v.weight], dim=0))
             self.qkv.bias.copy_(torch.cat([q.bias, k.bias, v.bias], dim=0))
         self.qkv.to(device=q.weight.device, dtype=q.weight.dtype)
-        self.attn_out = _get(layer, "attention.output.dense")
-        self.attn_norm = _get(layer, "attention.output.LayerNorm")
-        self.ffn_in = _get(layer, "intermediate.dense")
-        self.act = _get(layer, "intermediate.intermediate_act_fn")
-        self.ffn_out = _get(layer, "output.dense")
-        self.ffn_norm = _get(layer, "output.LayerNorm")
+        self.take_block(layer)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         b, s, h = x.shape
@@ -63,7 +78,7 @@ class _FusedLayer(nn.Module):
         return self.ffn_norm(self.ffn_out(self.act(self.ffn_in(x))) + x)  # type: ignore[no-any-return]
 
 
-class _ClassicLayer(nn.Module):
+class _ClassicLayer(_Block):
     """The attention block written as BERT's original graph: separate Q/K/V projections,
     ``QKᵀ/√d + (1 − mask)·(−10000)``, softmax, ``·V``. ONNX Runtime's transformer optimizer
     recognises exactly this pattern and fuses it into one ``Attention`` node, whatever
@@ -76,12 +91,7 @@ class _ClassicLayer(nn.Module):
             _get(layer, f"attention.self.{n}") for n in ("query", "key", "value")
         )
         self.heads = heads
-        self.attn_out = _get(layer, "attention.output.dense")
-        self.attn_norm = _get(layer, "attention.output.LayerNorm")
-        self.ffn_in = _get(layer, "intermediate.dense")
-        self.act = _get(layer, "intermediate.intermediate_act_fn")
-        self.ffn_out = _get(layer, "output.dense")
-        self.ffn_norm = _get(layer, "output.LayerNorm")
+        self.take_block(layer)
 
     def forward(self, x: torch.Tensor, additive_mask: torch.Tensor) -> torch.Tensor:
         b, s, h = x.shape
