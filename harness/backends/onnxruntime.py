@@ -33,21 +33,22 @@ OPSET = 17
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def _quantize(plain: Path, per_channel: bool) -> tuple[Path, dict[str, Any]]:
+def _quantize(plain: Path, per_channel: bool, big: str) -> tuple[Path, dict[str, Any]]:
     """Dynamic int8 quantization of the weights (activations quantized per call), cached."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     target = plain.with_name(f"model-int8{'-pc' if per_channel else ''}.onnx")
-    if not target.is_file():
-        tmp = target.with_suffix(".tmp.onnx")
-        quantize_dynamic(str(plain), str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel)
-        os.replace(tmp, target)
+    facts = _offline(
+        target.with_suffix(".json"),
+        target,
+        ["quantize", str(plain), str(target), "true" if per_channel else "false", big],
+    )
     info = {
         "quantization": {
             "method": "onnxruntime.quantization.quantize_dynamic",
             "weights": "int8 (QInt8)",
             "activations": "uint8, quantized per call",
             "per_channel": per_channel,
+            "peak_rss_bytes": facts.get("peak_rss_bytes"),
+            "ran": "in a child process",
         },
         "cpu_isa": cpu_isa(),
     }
@@ -104,31 +105,47 @@ def _export(
     if not fused:
         return plain, info
     target = folder / "model-fused-o0.onnx"
-    stats_file = folder / "fusions-o0.txt"
-    if not target.is_file():
-        from onnxruntime.transformers.optimizer import optimize_model
-
-        # opt_level=0: the Python fusions only. The default for BERT first builds a full
-        # ONNX Runtime session to pre-optimise the graph, which held several more copies of
-        # the weights (8.3 GB peak for XLM-R base); the session we time applies ORT's own
-        # graph optimizations afterwards anyway.
-        opt = optimize_model(
+    facts = _offline(
+        folder / "model-fused-o0.json",
+        target,
+        [
+            "optimize",
             str(plain),
-            model_type="bert",
-            num_heads=ckpt.arch.heads,
-            hidden_size=ckpt.arch.hidden,
-            opt_level=0,
-        )
-        stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
-        big = plain.stat().st_size > 1_800_000_000  # protobuf's 2 GB limit: weights beside
-        opt.save_model_to_file(str(target) + ".tmp", use_external_data_format=big)
-        del opt
-        os.replace(str(target) + ".tmp", target)
-        stats_file.write_text(",".join(f"{k}={v}" for k, v in sorted(stats.items())))
-    info["optimizer"] = {"tool": "onnxruntime.transformers.optimizer", "opt_level": 0}
-    raw = stats_file.read_text().strip()
-    info["fusions"] = dict((k, int(v)) for k, v in (p.split("=") for p in raw.split(",") if p))
+            str(target),
+            str(ckpt.arch.heads),
+            str(ckpt.arch.hidden),
+            _big(ckpt),
+        ],
+    )
+    info["optimizer"] = {
+        "tool": "onnxruntime.transformers.optimizer",
+        "opt_level": 0,
+        "peak_rss_bytes": facts.get("peak_rss_bytes"),
+        "ran": "in a child process",
+    }
+    info["fusions"] = facts.get("fusions", {})
     return target, info
+
+
+def _big(ckpt: Checkpoint) -> str:
+    """Beyond protobuf's 2 GB limit the weights go in a file beside the graph."""
+    return "true" if ckpt.weights.param_bytes > 1_800_000_000 else "false"
+
+
+def _offline(facts_file: Path, target: Path, args: list[str]) -> dict[str, Any]:
+    """Run an offline rewrite once (cached with its facts: fusions, the child's peak RSS)."""
+    import json
+
+    from .ort_offline import run_offline
+
+    if not (target.is_file() and facts_file.is_file()):
+        tmp = target.with_name(target.stem + ".tmp.onnx")
+        argv = [a if a != str(target) else str(tmp) for a in args]
+        facts = run_offline(argv)
+        os.replace(tmp, target)
+        facts_file.write_text(json.dumps(facts))
+    data: dict[str, Any] = json.loads(facts_file.read_text())
+    return data
 
 
 class OnnxRuntimeBackend:
@@ -169,7 +186,8 @@ class OnnxRuntimeBackend:
             raise HarnessError(f"{self.name}: only float32 is exported (asked {self.ctx.dtype})")
         path, info = _export(ckpt, example, self.ctx.cache_dir, self.fused)
         if self.int8:
-            path, extra = _quantize(path, self.ctx.option("per_channel", "false") == "true")
+            per_channel = self.ctx.option("per_channel", "false") == "true"
+            path, extra = _quantize(path, per_channel, _big(ckpt))
             info |= extra
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.ctx.threads

@@ -6,8 +6,11 @@ allocator and inflates every resident figure it records afterwards (7 GB residen
 XLM-R base's 1.1 GB fused graph). In a child process it is returned to the system when the
 child exits, and the child reports its own peak, which is recorded as a cost of its own.
 
-    python -m harness.backends.ort_offline optimize PLAIN TARGET HEADS HIDDEN
-    python -m harness.backends.ort_offline quantize PLAIN TARGET PER_CHANNEL
+    python -m harness.backends.ort_offline optimize PLAIN TARGET HEADS HIDDEN BIG
+    python -m harness.backends.ort_offline quantize PLAIN TARGET PER_CHANNEL BIG
+
+``BIG`` (``true``/``false``): write the weights beside the graph (external data), which
+protobuf's 2 GB limit requires for XLM-R large in float32.
 """
 
 from __future__ import annotations
@@ -24,11 +27,8 @@ from ..errors import HarnessError
 
 __all__ = ["run_offline"]
 
-#: protobuf's 2 GB limit: larger graphs keep their weights in a file beside the model.
-_EXTERNAL_DATA_BYTES = 1_800_000_000
 
-
-def _optimize(plain: str, target: str, heads: int, hidden: int) -> dict[str, Any]:
+def _optimize(plain: str, target: str, heads: int, hidden: int, big: bool) -> dict[str, Any]:
     from onnxruntime.transformers.optimizer import optimize_model
 
     # opt_level=0: the Python fusions only. The default for BERT first builds a full ONNX
@@ -36,15 +36,20 @@ def _optimize(plain: str, target: str, heads: int, hidden: int) -> dict[str, Any
     # session that is timed applies ORT's own graph optimizations afterwards anyway.
     opt = optimize_model(plain, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
     stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
-    big = Path(plain).stat().st_size > _EXTERNAL_DATA_BYTES
     opt.save_model_to_file(target, use_external_data_format=big)
     return {"fusions": stats}
 
 
-def _quantize(plain: str, target: str, per_channel: bool) -> dict[str, Any]:
+def _quantize(plain: str, target: str, per_channel: bool, big: bool) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(plain, target, weight_type=QuantType.QInt8, per_channel=per_channel)
+    quantize_dynamic(
+        plain,
+        target,
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        use_external_data_format=big,
+    )
     return {}
 
 
@@ -70,9 +75,9 @@ def run_offline(args: list[str]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     kind, plain, target, *rest = argv
     if kind == "optimize":
-        out = _optimize(plain, target, int(rest[0]), int(rest[1]))
+        out = _optimize(plain, target, int(rest[0]), int(rest[1]), rest[2] == "true")
     elif kind == "quantize":
-        out = _quantize(plain, target, rest[0] == "true")
+        out = _quantize(plain, target, rest[0] == "true", rest[1] == "true")
     else:
         raise SystemExit(f"unknown rewrite {kind!r}")
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
