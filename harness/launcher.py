@@ -63,6 +63,7 @@ def _run_isolated(
         proc = ctx.Process(
             target=_worker, args=([c.to_dict() for c in pending], str(store.path), opts, q)
         )
+        offset = _size(store.records_file)
         proc.start()
         try:
             done, current, reason = _follow(proc, q, opts, emit)
@@ -70,6 +71,12 @@ def _run_isolated(
             if proc.is_alive():
                 proc.kill()
             proc.join(timeout=30)
+        # A worker killed right after appending a record may never have flushed its "done"
+        # event through the queue: what it wrote to the store is what it finished.
+        written = _written_since(store.records_file, offset) - done
+        if written:
+            emit(("done-batch", len(written)))
+        done |= written
         remaining = [c for c in pending if c.case_id not in done]
         if not remaining:
             return
@@ -97,6 +104,32 @@ def _run_isolated(
                 store.append(skip)
                 emit(("done", skip))
                 pending.remove(c)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _written_since(path: Path, offset: int) -> set[str]:
+    """Case ids of the whole records appended to ``path`` after byte ``offset``."""
+    import json
+
+    try:
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            tail = fh.read()
+    except FileNotFoundError:
+        return set()
+    ids = set()
+    for line in tail.decode("utf-8", errors="replace").splitlines():
+        try:
+            ids.add(str(json.loads(line)["case_id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a torn last line is not a finished case
+    return ids
 
 
 def _follow(
