@@ -264,3 +264,16 @@ def test_an_error_record_keeps_the_whole_traceback(
     assert "prepare failed: RuntimeError: INTERNAL ASSERT FAILED deep inside" in rec.message
     assert "Traceback (most recent call last)" in rec.traceback
     assert "broken_run" in rec.traceback
+
+
+def test_what_a_killed_worker_wrote_counts_as_finished(tmp_path: Path) -> None:
+    """Its last "done" event may die in the queue's feeder thread; the store does not lie."""
+    from harness.launcher import _written_since
+
+    f = tmp_path / "records.jsonl"
+    f.write_text('{"case_id": "m/a"}\n')
+    offset = f.stat().st_size
+    with f.open("a") as fh:
+        fh.write('{"case_id": "m/b"}\n{"case_id": "m/c", "sam')  # the last line is torn
+    assert _written_since(f, offset) == {"m/b"}
+    assert _written_since(tmp_path / "missing.jsonl", 0) == set()
