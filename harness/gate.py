@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .calibrate import speed_factor
-from .compare import comparability_problems, merge_records
+from .comparison.decide import comparability_problems, merge_records
 from .errors import HarnessError
 from .hierarchy import Estimate, stratified_ratio
 from .results import Record, Run

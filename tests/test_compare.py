@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.compare import CompareSettings, compare_records
-from harness.comparing import comparisons_of
+from harness.comparison.arms import comparisons_of
+from harness.comparison.decide import CompareSettings, compare_records
+from harness.comparison.noise import noise_floor
 from harness.errors import HarnessError
-from harness.render.verdicts import noise_floor, summary_sentence
+from harness.render.verdicts import summary_sentence
 from harness.results import Record, load_run
 
 
@@ -235,7 +236,7 @@ def test_compare_two_run_directories(cache_dir: Path, tmp_path: Path) -> None:
 
 
 def test_summary_sentence_weighs_flags_against_the_aa_noise() -> None:
-    from harness.compare import Comparison
+    from harness.comparison.decide import Comparison
 
     keys = ["eager/b1", "eager/b8"]
     base = [_rec("A", k, 1.0, i) for i, k in enumerate(keys)]

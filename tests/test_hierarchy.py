@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.compare import CompareSettings, PairResult, _verdict
+from harness.comparison.decide import CompareSettings, PairResult, _verdict
 from harness.hierarchy import hierarchical_paired, round_log_ratios, stratified_ratio
 
 COST = np.array([0.004, 0.011, 0.027, 0.052])  # four real-text batch shapes, seconds

@@ -75,7 +75,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     baseline = load_run(args.baseline)
     if args.run is None and not args.allow_incomparable:
         # Refuse before spending minutes on a suite whose result could not be compared.
-        from ..compare import comparability_problems
+        from ..comparison.decide import comparability_problems
         from ..env import collect_env
 
         problems = comparability_problems(baseline.meta.env, collect_env())
@@ -142,10 +142,10 @@ def cmd_check_interleaved(args: argparse.Namespace) -> int:
     """Baseline and candidate checkpoints measured side by side in the same job: rounds in a
     random order inside each of several fresh processes, paired per round (harness compare's
     machinery with the gate's threshold as the minimum effect). Exit 1 on any "slower"."""
-    from ..compare import CompareSettings
-    from ..comparing import comparisons_of, run_comparison
+    from ..comparison.arms import comparisons_of, run_comparison
+    from ..comparison.decide import CompareSettings
+    from ..comparison.interleave import InterleaveSpec
     from ..corpus import check_languages, resolve_corpus
-    from ..interleave import InterleaveSpec
     from ..render.console import rich_table
     from ..render.verdicts import summary_sentence, verdict_rows
     from ..results import load_run

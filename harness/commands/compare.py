@@ -24,7 +24,7 @@ def add_stat_args(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from ..compare import CompareSettings
+    from ..comparison.decide import CompareSettings
 
     return CompareSettings(
         margin=args.margin, min_effect=args.min_effect, alpha=args.alpha, correction=args.correction
@@ -32,8 +32,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def _compare_dirs(args: argparse.Namespace) -> int:
-    from ..compare_report import comparison_markdown
-    from ..comparing import compare_run_dirs
+    from ..comparison.arms import compare_run_dirs
+    from ..comparison.report import comparison_markdown
     from ..render.console import rich_table
     from ..render.verdicts import summary_sentence, verdict_rows
     from ..store import write_atomic
@@ -64,9 +64,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if len(args.runs) != 2 or args.models:
             raise HarnessError("compare takes two run directories, or checkpoints with -m")
         return _compare_dirs(args)
-    from ..compare_report import write_compare_report
-    from ..comparing import run_comparison
-    from ..interleave import InterleaveSpec
+    from ..comparison.arms import run_comparison
+    from ..comparison.interleave import InterleaveSpec
+    from ..comparison.report import write_compare_report
     from ..render.console import rich_table
     from ..render.verdicts import verdict_rows
     from ..results import load_run
@@ -113,8 +113,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     run = load_run(path)
     report = write_compare_report(run, settings)
-    from ..comparing import AA_SUFFIX, comparisons_of
-    from ..render.verdicts import noise_floor, summary_sentence
+    from ..comparison.arms import AA_SUFFIX, comparisons_of
+    from ..comparison.noise import noise_floor
+    from ..render.verdicts import summary_sentence
 
     comparisons = comparisons_of(run, settings)
     aa = next((c for c in comparisons if c.candidate.endswith(AA_SUFFIX)), None)

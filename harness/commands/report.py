@@ -21,7 +21,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     console = make_console()
     if run.meta.kind == "compare":
-        from ..compare_report import write_compare_report
+        from ..comparison.report import write_compare_report
 
         report = write_compare_report(run)
     else:

@@ -10,10 +10,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-from ..compare import Comparison, PairResult
+from ..comparison.decide import Comparison, PairResult
 from .rows import fmt_bytes, fmt_ms
 
-__all__ = ["noise_floor", "plot_ratios", "summary_sentence", "verdict_rows"]
+__all__ = ["plot_ratios", "summary_sentence", "verdict_rows"]
 
 _COLORS = {
     "faster": "#1a7f37",
@@ -64,25 +64,6 @@ def verdict_rows(cmp: Comparison) -> list[dict[str, str]]:
             }
         )
     return rows
-
-
-def noise_floor(aa: Comparison) -> dict[str, float]:
-    """What an A/A comparison says about this machine: how far identical arms drift apart."""
-    measured = [r for r in aa.results if r.ratio is not None]
-    if not measured:
-        return {}
-    deviations = [abs(math.log(r.ratio or 1.0)) for r in measured]
-    widths = [(r.ci_high or 1) / (r.ci_low or 1) for r in measured]
-    alarms = sum(r.verdict in ("faster", "slower") for r in measured)
-    return {
-        "cases": len(measured),
-        "median_abs_deviation_pct": 100 * (math.exp(median(deviations)) - 1),
-        "max_abs_deviation_pct": 100 * (math.exp(max(deviations)) - 1),
-        "median_ci_halfwidth_pct": 100 * (math.sqrt(median(widths)) - 1),
-        "false_alarms": alarms,
-        "false_alarm_rate": alarms / len(measured),
-        "equivalent": sum(r.verdict == "equivalent" for r in measured),
-    }
 
 
 def summary_sentence(cmp: Comparison, noise: dict[str, float] | None = None) -> str:

@@ -10,15 +10,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from .compare import CompareSettings, Comparison, comparability_problems, compare_records
-from .config import ModelSpec
-from .env import collect_env
-from .errors import HarnessError
+from ..config import ModelSpec
+from ..env import collect_env
+from ..errors import HarnessError
+from ..results import Record, Run, RunMeta, load_run
+from ..runner import Event, RunOptions
+from ..store import RunStore, new_run_id
+from ..sweep import Case, SweepSpec, expand
+from .decide import CompareSettings, Comparison, comparability_problems, compare_records
 from .interleave import InterleaveSpec, run_interleaved
-from .results import Record, Run, RunMeta, load_run
-from .runner import Event, RunOptions
-from .store import RunStore, new_run_id
-from .sweep import Case, SweepSpec, expand
 
 __all__ = ["AA_SUFFIX", "compare_run_dirs", "comparisons_of", "run_comparison"]
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .memory import PeakRSS
-from .results import Record
-from .runner import Event, Group, RunOptions, build_record, case_inputs, prepare_group
-from .store import RunStore
-from .sweep import Case
-from .timing import PerfCounterTimer, Samples
+from ..memory import PeakRSS
+from ..results import Record
+from ..runner import Event, Group, RunOptions, build_record, case_inputs, prepare_group
+from ..store import RunStore
+from ..sweep import Case
+from ..timing import PerfCounterTimer, Samples
 
 __all__ = ["InterleaveSpec", "run_interleaved"]
 

@@ -22,11 +22,11 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .env import COMPARABLE_KEYS
-from .errors import HarnessError
-from .hierarchy import Estimate, hierarchical_paired, round_log_ratios, stratified_ratio
-from .results import Record
-from .stats import adjust
+from ..env import COMPARABLE_KEYS
+from ..errors import HarnessError
+from ..hierarchy import Estimate, hierarchical_paired, round_log_ratios, stratified_ratio
+from ..results import Record
+from ..stats import adjust
 
 __all__ = [
     "VERDICTS",
@@ -113,7 +113,7 @@ class Comparison:
 
     def suite(self) -> Estimate | None:
         """The geometric mean of the measured cases' ratios, with its 95 % interval."""
-        from .hierarchy import suite_estimate
+        from ..hierarchy import suite_estimate
 
         cases = [
             Estimate(r.ratio, 0, 0, 0, 0, 1, r.se_log, 0, 0, "", 0, 0)

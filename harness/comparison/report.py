@@ -7,14 +7,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .compare import CompareSettings, Comparison
-from .comparing import AA_SUFFIX, comparisons_of
-from .render.html import markdown_to_html
-from .render.markdown import md_table
-from .render.verdicts import noise_floor, plot_ratios, summary_sentence, verdict_rows
-from .report import checkpoint_rows, environment_lines
-from .results import Run
-from .store import write_atomic
+from ..render.html import markdown_to_html
+from ..render.markdown import md_table
+from ..render.verdicts import plot_ratios, summary_sentence, verdict_rows
+from ..report import checkpoint_rows, environment_lines
+from ..results import Run
+from ..store import write_atomic
+from .arms import AA_SUFFIX, comparisons_of
+from .decide import CompareSettings, Comparison
+from .noise import noise_floor
 
 __all__ = ["comparison_markdown", "write_compare_report"]
 
