@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import itertools
 import multiprocessing as mp
 import os
@@ -30,67 +31,109 @@ from .runner import Event, RunOptions, run_group
 from .store import RunStore, new_run_id
 from .sweep import Case, SweepSpec, expand
 
-__all__ = ["groups_of", "run_sweep"]
+__all__ = [
+    "Job",
+    "WorkerOutcome",
+    "groups_of",
+    "run_in_worker",
+    "run_sweep",
+]
 
 
 def groups_of(cases: list[Case]) -> list[list[Case]]:
     return [list(g) for _, g in itertools.groupby(cases, key=lambda c: c.group)]
 
 
-def _worker(cases: list[dict[str, Any]], path: str, opts: RunOptions, q: Any) -> None:
+#: Work a worker process does: ``job(store, opts, emit)``. A module-level function or a
+#: ``functools.partial`` of one, so it pickles for a spawned process.
+Job = Callable[[RunStore, RunOptions, Callable[[Event], None]], None]
+
+
+@dataclasses.dataclass
+class WorkerOutcome:
+    done: set[str]
+    current: str | None
+    reason: str
+    exitcode: int | None
+
+    @property
+    def killed(self) -> bool:
+        """SIGKILL without a timeout: the kernel's out-of-memory killer, most likely."""
+        return self.exitcode == -signal.SIGKILL and not self.reason.startswith("timed out")
+
+    def message(self) -> str:
+        text = self.reason or f"worker died (exit code {self.exitcode})"
+        return text + (" (SIGKILL: likely out of memory)" if self.killed else "")
+
+
+def _worker(job: Job, path: str, opts: RunOptions, q: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     _exit_with_parent()
     from .quiet import quiet_libraries
 
     quiet_libraries()
-    store = RunStore(Path(path))
 
     def emit(event: Event) -> None:
         kind, payload = event
         q.put((kind, payload.to_dict() if isinstance(payload, Record) else payload))
 
-    run_group([Case.from_dict(c) for c in cases], store, opts, emit)
+    job(RunStore(Path(path)), opts, emit)
     q.put(("end", None))
+
+
+def run_in_worker(
+    job: Job, store: RunStore, opts: RunOptions, emit: Callable[[Event], None]
+) -> WorkerOutcome:
+    """Run ``job`` in a fresh spawned process (``run``, ``compare`` and ``check`` all measure
+    this way): events relayed, the group timeout enforced, the worker killed if the parent is
+    interrupted, and what it finished read from the store even if its last events were lost."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    proc = ctx.Process(target=_worker, args=(job, str(store.path), opts, q))
+    offset = _size(store.records_file)
+    proc.start()
+    try:
+        done, current, reason = _follow(proc, q, opts, emit)
+    finally:  # an interrupted parent must not leave a worker measuring on its own
+        if proc.is_alive():
+            proc.kill()
+        proc.join(timeout=30)
+    # A worker killed right after appending a record may never have flushed its "done"
+    # event through the queue: what it wrote to the store is what it finished.
+    written = _written_since(store.records_file, offset) - done
+    if written:
+        emit(("done-batch", len(written)))
+    return WorkerOutcome(done | written, current, reason, proc.exitcode)
+
+
+def _group_job(
+    cases: list[dict[str, Any]], store: RunStore, opts: RunOptions, emit: Callable[[Event], None]
+) -> None:
+    run_group([Case.from_dict(c) for c in cases], store, opts, emit)
 
 
 def _run_isolated(
     group: list[Case], store: RunStore, opts: RunOptions, emit: Callable[[Event], None]
 ) -> None:
-    ctx = mp.get_context("spawn")
     pending = list(group)
     while pending:
-        q = ctx.Queue()
-        proc = ctx.Process(
-            target=_worker, args=([c.to_dict() for c in pending], str(store.path), opts, q)
-        )
-        offset = _size(store.records_file)
-        proc.start()
-        try:
-            done, current, reason = _follow(proc, q, opts, emit)
-        finally:  # an interrupted parent must not leave a worker measuring on its own
-            if proc.is_alive():
-                proc.kill()
-            proc.join(timeout=30)
-        # A worker killed right after appending a record may never have flushed its "done"
-        # event through the queue: what it wrote to the store is what it finished.
-        written = _written_since(store.records_file, offset) - done
-        if written:
-            emit(("done-batch", len(written)))
-        done |= written
-        remaining = [c for c in pending if c.case_id not in done]
+        job = functools.partial(_group_job, [c.to_dict() for c in pending])
+        outcome = run_in_worker(job, store, opts, emit)
+        remaining = [c for c in pending if c.case_id not in outcome.done]
         if not remaining:
             return
         # The worker died mid-group: blame the case it was on, keep going with the rest.
-        failed = next((c for c in remaining if c.case_id == current), remaining[0])
-        oom = proc.exitcode == -signal.SIGKILL and not reason.startswith("timed out")
-        message = (reason or f"worker died (exit code {proc.exitcode})") + (
-            " (SIGKILL: likely out of memory)" if oom else ""
+        failed = next((c for c in remaining if c.case_id == outcome.current), remaining[0])
+        rec = Record(
+            case_id=failed.case_id,
+            case=failed.to_dict(),
+            status="error",
+            message=outcome.message(),
         )
-        rec = Record(case_id=failed.case_id, case=failed.to_dict(), status="error", message=message)
         store.append(rec)
         emit(("done", rec))
         pending = [c for c in remaining if c is not failed]
-        if oom:
+        if outcome.killed:
             limit = failed.batch_size * failed.seq_len
             for c in [
                 c for c in pending if c.batch_size * c.seq_len >= limit and c.language is None

@@ -246,3 +246,38 @@ def test_summary_sentence_weighs_flags_against_the_aa_noise() -> None:
     assert "changes inference cost" in summary_sentence(cmp, {"max_abs_deviation_pct": 5.0})
     quiet = summary_sentence(cmp, {"max_abs_deviation_pct": 15.0})
     assert "no change in inference cost is shown beyond this machine's noise" in quiet
+
+
+@pytest.mark.slow
+def test_compare_processes_share_the_launchers_watchdog(cache_dir: Path, tmp_path: Path) -> None:
+    """A compare process that overruns the group timeout is killed, and its unfinished cases
+    are recorded as errors with the reason (the launcher's machinery, not a bare join)."""
+    from harness.comparison.arms import run_comparison
+    from harness.comparison.interleave import InterleaveSpec
+    from harness.config import MeasureSpec
+    from harness.runner import RunOptions
+    from harness.sweep import SweepSpec
+
+    sweep = SweepSpec(
+        models=("xlmr-tiny",),
+        backends=("eager",),
+        batch_sizes=(64,),
+        seq_lens=(128,),
+        measure=MeasureSpec(max_time_s=600),
+    )
+    path = run_comparison(
+        sweep,
+        tmp_path,
+        RunOptions(cache_dir=cache_dir, group_timeout_s=8),
+        settings=CompareSettings(),
+        interleave=InterleaveSpec(min_rounds=100000, max_rounds=100000),
+        aa=True,
+        processes=2,
+    )
+    records = load_run(path).records
+    assert len(records) == 4  # 2 arms x 2 processes, all unfinished
+    assert all(r.status == "error" for r in records)
+    assert {r.message for r in records} == {
+        "compare process 0: timed out after 8 s",
+        "compare process 1: timed out after 8 s",
+    }

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import signal
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -13,6 +12,7 @@ from typing import Any
 from ..config import ModelSpec
 from ..env import collect_env
 from ..errors import HarnessError
+from ..launcher import run_in_worker
 from ..results import Record, Run, RunMeta, load_run
 from ..runner import Event, RunOptions
 from ..store import RunStore, new_run_id
@@ -47,16 +47,16 @@ def _by_backend(arms: list[list[Case]]) -> list[list[list[Case]]]:
     return [[[c for c in arm if (c.backend, c.dtype) == g] for arm in arms] for g in groups]
 
 
-def _worker(
+def _interleave_job(
     arm_dicts: list[list[dict[str, Any]]],
-    path: str,
-    opts: RunOptions,
     spec: InterleaveSpec,
     process: int,
+    store: RunStore,
+    opts: RunOptions,
+    emit: Callable[[Event], None],
 ) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     arms = [[Case.from_dict(c) for c in arm] for arm in arm_dicts]
-    run_interleaved(arms, RunStore(Path(path)), opts, spec, lambda e: None, process)
+    run_interleaved(arms, store, opts, spec, emit, process)
 
 
 def run_comparison(
@@ -95,24 +95,21 @@ def run_comparison(
             if processes == 1:
                 run_interleaved(backend_arms, store, opts, interleave, emit, process)
                 continue
-            ctx = mp.get_context("spawn")
+            # The launcher's worker machinery: watchdog, group timeout, out-of-memory report.
             dicts = [[c.to_dict() for c in arm] for arm in backend_arms]
-            proc = ctx.Process(
-                target=_worker, args=(dicts, str(store.path), opts, interleave, process)
-            )
-            proc.start()
-            proc.join()
-            if proc.exitcode != 0:
-                for c in (c for arm in backend_arms for c in arm):
-                    store.append(
-                        Record(
-                            case_id=c.case_id,
-                            case=c.to_dict(),
-                            status="error",
-                            message=f"compare worker {process} exited with {proc.exitcode}",
-                        )
-                    )
-            emit(("done-batch", len(backend_arms[0]) * len(backend_arms)))
+            job = functools.partial(_interleave_job, dicts, interleave, process)
+            outcome = run_in_worker(job, store, opts, emit)
+            for c in (c for arm in backend_arms for c in arm):
+                if c.case_id in outcome.done:
+                    continue
+                rec = Record(
+                    case_id=c.case_id,
+                    case=c.to_dict(),
+                    status="error",
+                    message=f"compare process {process}: {outcome.message()}",
+                )
+                store.append(rec)
+                emit(("done", rec))
     return store.path
 
 
