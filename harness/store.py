@@ -15,7 +15,6 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
 
 from .errors import HarnessError
 from .results import Record, RunMeta, load_run
@@ -85,11 +84,3 @@ class RunStore:
         """Case ids with a final answer (ok, invalid, skipped); errors are retried on resume."""
         run = load_run(self.path)
         return {r.case_id for r in run.latest() if r.status != "error"}
-
-    def write_text(self, name: str, text: str) -> Path:
-        target = self.path / name
-        write_atomic(target, text)
-        return target
-
-    def write_json(self, name: str, data: Any) -> Path:
-        return self.write_text(name, json.dumps(data, indent=2) + "\n")
