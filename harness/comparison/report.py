@@ -78,9 +78,11 @@ def write_compare_report(run: Run, settings: CompareSettings | None = None) -> P
         *environment_lines(run.meta.env),
         f"- Method: arms interleaved in random order per round (block {inter.get('block')}, "
         f"{inter.get('min_rounds')}–{inter.get('max_rounds')} rounds, seed {inter.get('seed')}), "
-        f"{cfg.get('processes', 1)} process(es); ratio of medians with a bootstrap 95 % CI; "
-        f"difference: Mann-Whitney U; equivalence: bootstrap TOST within ±{100 * settings.margin:g} %; "
-        f"minimum effect {100 * settings.min_effect:g} %; {settings.correction} correction, "
+        f"{cfg.get('processes', 1)} process(es), arms prepared in random order; effect: mean "
+        "of per-round paired log ratios (per batch for real text), 95 % interval from a "
+        "bootstrap over processes, then rounds; slower/faster: interval excludes 1, adjusted "
+        f"p < α and beyond the minimum effect ({100 * settings.min_effect:g} %); equivalent: "
+        f"90 % interval within ±{100 * settings.margin:g} %; {settings.correction} correction, "
         f"α = {settings.alpha:g}.",
         "",
         "## Checkpoints",

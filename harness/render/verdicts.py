@@ -54,8 +54,9 @@ def verdict_rows(cmp: Comparison) -> list[dict[str, str]]:
                 "p diff (adj)": f"{r.p_diff_adj:.2g}" if r.p_diff_adj is not None else "–",
                 "p equiv (adj)": f"{r.p_equiv_adj:.2g}" if r.p_equiv_adj is not None else "–",
                 "detects ≥": f"{100 * r.mde:.1f}%" if r.mde is not None else "–",
+                # Only meaningful where no change was shown: what equivalence could be claimed.
                 "equiv. within": f"±{100 * r.shown_margin:.1f}%"
-                if r.shown_margin is not None
+                if r.shown_margin is not None and r.verdict not in ("slower", "faster")
                 else "–",
                 "n": f"{r.n_baseline}/{r.n_candidate}",
                 "Δ peak RSS": mem,
