@@ -103,7 +103,8 @@ def best_policy_rows(records: list[Record]) -> list[dict[str, str]]:
                 "backend": backend,
                 "batch": str(batch),
                 "lang": lang,
-                "best policy": f"{best.case['policy']} ({_variant(best)})",
+                "best policy": str(best.case["policy"])
+                + (f" ({_variant(best)})" if _variant(best) != "–" else ""),
                 "× longest": f"{gain:.2f}" if gain else "–",
                 "% of ceiling": f"{100 * best.throughput['share_of_ceiling']:.0f}%"
                 if "share_of_ceiling" in best.throughput
