@@ -21,13 +21,14 @@ from .calibrate import speed_factor
 from .comparison.decide import comparability_problems, merge_records
 from .errors import HarnessError
 from .hierarchy import Estimate, stratified_ratio
+from .metrics import METRICS
 from .results import Record, Run
 from .stats import SampleComparison, adjust, compare_replicates
 
 __all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_runs"]
 
-DEFAULT_THRESHOLDS = {"p50": 0.05, "p90": 0.10, "throughput": 0.05, "memory": 0.10}
-_STATISTIC = {"p50": "p50", "p90": "p90", "throughput": "mean"}
+DEFAULT_THRESHOLDS = {name: m.default_threshold for name, m in METRICS.items()}
+_STATISTIC = {name: m.sample_statistic for name, m in METRICS.items() if m.sample_statistic}
 
 
 @dataclass(frozen=True)

@@ -15,24 +15,20 @@ from typing import Any
 
 from .changepoint import ChangePoint, e_divisive
 from .errors import HarnessError
+from .metrics import METRICS as _REGISTRY
 from .results import Run
 from .store import write_atomic
 
 __all__ = ["METRICS", "Series", "add_run", "load_series"]
 
-METRICS = ("p50", "p90", "throughput", "memory")
+METRICS = tuple(_REGISTRY)
 
 
 def _metrics(run: Run) -> dict[str, dict[str, float]]:
     out = {}
     for r in run.latest():
         if r.status == "ok":
-            out[r.case_id] = {
-                "p50": r.summary["p50"],
-                "p90": r.summary["p90"],
-                "throughput": r.throughput["sequences_per_s"],
-                "memory": float(r.memory.get("peak_rss_delta_bytes", 0)),
-            }
+            out[r.case_id] = {name: m.value(r) for name, m in _REGISTRY.items()}
     return out
 
 

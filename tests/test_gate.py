@@ -345,3 +345,13 @@ def test_interleaved_gate_sees_a_deeper_candidate_and_passes_itself(
     assert data["counts"]["slower"] == 1
     assert data["results"][0]["level"].startswith("paired rounds (2 process(es)")
     assert main(["check", "--candidate", "xlmr-tiny", *common, *out]) == 0
+
+
+def test_one_metric_registry_serves_gate_and_history() -> None:
+    from harness.gate import DEFAULT_THRESHOLDS
+    from harness.history import METRICS as HISTORY
+    from harness.metrics import METRICS
+
+    assert set(DEFAULT_THRESHOLDS) == set(METRICS) == set(HISTORY)
+    assert {m.better for m in METRICS.values()} <= {"lower", "higher"}
+    assert METRICS["throughput"].better == "higher" and METRICS["p50"].sample_statistic == "p50"
