@@ -198,6 +198,13 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
         if backend not in sweep.backends:
             raise HarnessError(f"sweep: options given for {backend!r}, which is not in backends")
         check_backend(backend, sweep.device).check_options(options)
+    for backend, dtype in itertools.product(sweep.backends, sweep.dtypes or (sweep.dtype,)):
+        allowed = check_backend(backend, sweep.device).dtypes
+        if dtype not in allowed:
+            raise HarnessError(
+                f"backend {backend!r} runs {', '.join(allowed)}, not {dtype} "
+                "(use a torch backend for reduced precision)"
+            )
     for spec, backend, dtype in itertools.product(
         specs, sweep.backends, sweep.dtypes or (sweep.dtype,)
     ):

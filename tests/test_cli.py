@@ -186,6 +186,10 @@ def _bad_inputs(tmp_path: Path, cache_dir: Path) -> list[tuple[list[str], str]]:
         ),
         (["run", "-m", "xlmr-tiny", "--backend-option", "eager"], "expects BACKEND.KEY=VALUE"),
         (["run", "-m", "xlmr-tiny", "--max-time", "-1"], "max_time_s must be > 0"),
+        (
+            ["run", "-m", "xlmr-tiny", "-b", "onnxruntime", "--dtype", "float16"],
+            "runs float32, not float16",
+        ),
         (["run", "-m", "no-such-model"], "unknown model"),
         (["run", "-m", str(tmp_path / "missing" / "dir")], "no such checkpoint directory"),
         (["run", "-m", str(not_xlmr)], "not an XLM-R checkpoint"),
@@ -225,7 +229,7 @@ def test_bad_input_battery(
     monkeypatch.delenv("HARNESS_TATOEBA", raising=False)
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "empty-cache"))
     cases = _bad_inputs(tmp_path, cache_dir)
-    assert len(cases) >= 30
+    assert len(cases) >= 35
     for args, message in cases:
         out_dir = tmp_path / "out"
         extra = [] if "--out" in args else ["--out", str(out_dir)]

@@ -46,6 +46,8 @@ class BackendContext:
 class Backend(Protocol):
     name: ClassVar[str]
     devices: ClassVar[tuple[str, ...]]
+    #: The case dtypes this backend can run; a sweep asking for another is refused up front.
+    dtypes: ClassVar[tuple[str, ...]]
 
     @classmethod
     def unavailable(cls, device: str) -> str | None:

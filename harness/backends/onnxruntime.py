@@ -151,6 +151,8 @@ def _offline(facts_file: Path, target: Path, args: list[str]) -> dict[str, Any]:
 class OnnxRuntimeBackend:
     name: ClassVar[str] = "onnxruntime"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    #: The export is float32 (int8 is a rewrite of it, chosen by the backend, not the dtype).
+    dtypes: ClassVar[tuple[str, ...]] = ("float32",)
     fused: ClassVar[bool] = False
     int8: ClassVar[bool] = False
     #: Exact backends must match eager within the dtype's tolerance; approximate ones

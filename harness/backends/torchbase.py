@@ -45,6 +45,7 @@ class TorchBackend(abc.ABC):
 
     name: ClassVar[str] = "torch"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "tf32", "bfloat16", "float16")
     #: Options every torch backend takes; subclasses add theirs with ``TorchBackend.OPTIONS | {…}``.
     OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"fuse_qkv": ("false", "true")}
 
