@@ -198,7 +198,6 @@ def fetch_tatoeba(
 ) -> list[Path]:
     """Download the same files from upstream (LASER's repository) into ``dest``; cached.
     ``on_file`` is called with each file's name before it is fetched (a progress bar)."""
-    dest.mkdir(parents=True, exist_ok=True)
     written = []
     for lang in languages:
         for side in (lang, "eng"):
@@ -213,6 +212,7 @@ def fetch_tatoeba(
                     data = response.read()
             except OSError as exc:
                 raise HarnessError(f"cannot download {name} from {base_url} ({exc})") from None
+            dest.mkdir(parents=True, exist_ok=True)  # only once something arrived
             tmp = target.with_suffix(".part")
             tmp.write_bytes(data)
             os.replace(tmp, target)
