@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -33,6 +35,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _records_follow_the_published_schema() -> Iterator[None]:
+    """Every record the suite appends (in this process) must validate against the shipped
+    JSON Schema: the format readers rely on is the one the harness writes."""
+    import json
+
+    import jsonschema
+
+    from harness.schema import RECORD_SCHEMA_PATH
+    from harness.store import RunStore
+
+    validator = jsonschema.Draft202012Validator(json.loads(RECORD_SCHEMA_PATH.read_text()))
+    original = RunStore.append
+
+    def append(self: RunStore, record: Any) -> None:
+        validator.validate(json.loads(json.dumps(record.to_dict())))
+        original(self, record)
+
+    RunStore.append = append  # type: ignore[method-assign]
+    yield
+    RunStore.append = original  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

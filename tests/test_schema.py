@@ -1,0 +1,39 @@
+"""The published record schema: shipped up to date, and it accepts what the harness writes
+(every record the test suite appends is validated by an autouse fixture in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+
+from harness.results import Record, load_run
+from harness.schema import RECORD_SCHEMA_PATH, published_schema
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_the_shipped_schema_is_generated_from_the_dataclasses() -> None:
+    shipped = json.loads(RECORD_SCHEMA_PATH.read_text(encoding="utf-8"))
+    assert shipped == published_schema(), "run `python -m harness.schema` and commit"
+    jsonschema.Draft202012Validator.check_schema(shipped)
+
+
+def test_old_runs_validate_after_migration() -> None:
+    schema = json.loads(RECORD_SCHEMA_PATH.read_text(encoding="utf-8"))
+    for rec in load_run(DATA / "run_v1").records:
+        jsonschema.validate(rec.to_dict(), schema)
+
+
+def test_a_record_missing_its_status_is_rejected() -> None:
+    schema = json.loads(RECORD_SCHEMA_PATH.read_text(encoding="utf-8"))
+    data = Record(case_id="m/x", case={}, status="ok").to_dict()
+    jsonschema.validate(data, schema)
+    bad = dict(data)
+    bad["status"] = "great"
+    try:
+        jsonschema.validate(bad, schema)
+    except jsonschema.ValidationError:
+        return
+    raise AssertionError("an unknown status passed the schema")
