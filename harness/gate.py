@@ -25,7 +25,7 @@ from .metrics import METRICS
 from .results import Record, Run
 from .stats import SampleComparison, adjust, compare_replicates
 
-__all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_runs"]
+__all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_paired_runs", "gate_runs"]
 
 DEFAULT_THRESHOLDS = {name: m.default_threshold for name, m in METRICS.items()}
 _STATISTIC = {name: m.sample_statistic for name, m in METRICS.items() if m.sample_statistic}
@@ -226,3 +226,68 @@ def gate_runs(
         row.regression = significant and row.change > limit
         row.improvement = significant and row.change < -limit
     return rows, warnings
+
+
+def gate_paired_runs(
+    pairs: list[tuple[Run, Run]], settings: GateSettings
+) -> tuple[list[GateRow], list[str]]:
+    """Baseline and candidate runs made alternately in the same job (ABBA), one pair per
+    position: the replicate is the pair, and each pair's log ratio cancels the drift the two
+    shared. A one-sample t interval over the pairs; Holm over every (case, metric) row."""
+    if len(pairs) < 2:
+        raise HarnessError("a paired gate needs at least 2 pairs of runs")
+    warnings = sorted({w for a, b in pairs for w in comparability_problems(a.meta.env, b.meta.env)})
+    metrics = [m for m in ("p50", "p90", "throughput") if m in settings.thresholds]
+    per_pair = []
+    for a, b in pairs:
+        ra = {r.case_id: r for r in a.latest() if r.status == "ok" and len(r.samples) >= 2}
+        rb = {r.case_id: r for r in b.latest() if r.status == "ok" and len(r.samples) >= 2}
+        per_pair.append((ra, rb))
+    keys = sorted(set.intersection(*(set(ra) & set(rb) for ra, rb in per_pair)))
+    if not keys:
+        raise HarnessError("the paired runs share no measured case")
+    rows: list[GateRow] = []
+    for key in keys:
+        n_batches = int(per_pair[0][0][key].workload.get("n_batches", 1) or 1)
+        for metric in metrics:
+            va = [per_run_statistic(metric, ra[key].samples, n_batches) for ra, _ in per_pair]
+            vb = [per_run_statistic(metric, rb[key].samples, n_batches) for _, rb in per_pair]
+            c = _paired_log_t(va, vb)
+            row = _timing_row(key, metric, float(np.mean(va)), float(np.mean(vb)), c)
+            row.level = f"paired runs ({len(pairs)} pairs)"
+            rows.append(row)
+    raw = [r.p_adj for r in rows if r.p_adj is not None]
+    for row, p in zip(rows, adjust(raw, settings.correction), strict=True):
+        row.p_adj = p
+        limit = settings.thresholds[row.metric]
+        excludes = row.ci_low is not None and (row.ci_low > 0 or (row.ci_high or 0) < 0)
+        significant = p < settings.alpha and excludes
+        row.regression = significant and row.change > limit
+        row.improvement = significant and row.change < -limit
+    return rows, warnings
+
+
+def _paired_log_t(a: Sequence[float], b: Sequence[float]) -> SampleComparison:
+    """Mean of per-pair log ratios with a one-sample t interval (95 %)."""
+    from scipy import stats as sps
+
+    d = np.log(np.asarray(b, float)) - np.log(np.asarray(a, float))
+    n = d.size
+    mean = float(d.mean())
+    se = float(d.std(ddof=1) / math.sqrt(n))
+    if se == 0:
+        lo = hi = mean
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        t = float(sps.t.ppf(0.975, n - 1))
+        lo, hi = mean - t * se, mean + t * se
+        p = float(2 * sps.t.sf(abs(mean) / se, n - 1))
+    return SampleComparison(
+        ratio=math.exp(mean),
+        ci_low=math.exp(lo),
+        ci_high=math.exp(hi),
+        p_diff=p,
+        p_equiv=1.0,
+        n_a=n,
+        n_b=n,
+    )

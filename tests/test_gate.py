@@ -355,3 +355,38 @@ def test_one_metric_registry_serves_gate_and_history() -> None:
     assert set(DEFAULT_THRESHOLDS) == set(METRICS) == set(HISTORY)
     assert {m.better for m in METRICS.values()} <= {"lower", "higher"}
     assert METRICS["throughput"].better == "higher" and METRICS["p50"].sample_statistic == "p50"
+
+
+def test_abba_pairs_cancel_drift_and_see_a_small_slowdown(tmp_path: Path) -> None:
+    """Runs drift by ±15 % from pair to pair, but both runs of a pair share it: a 6 %
+    slowdown is a regression, the same machine without it is not."""
+    from harness.gate import gate_paired_runs
+    from harness.results import load_run as load
+
+    drift = [1.0, 1.15, 0.88, 1.07, 0.93]
+    base = [_replicated_run(tmp_path, f"a{i}", [d], 10 + i) for i, d in enumerate(drift)]
+    slow = [_replicated_run(tmp_path, f"b{i}", [d * 1.06], 20 + i) for i, d in enumerate(drift)]
+    same = [_replicated_run(tmp_path, f"c{i}", [d], 30 + i) for i, d in enumerate(drift)]
+    rows, _ = gate_paired_runs(
+        [(load(a), load(b)) for a, b in zip(base, slow, strict=True)], GateSettings()
+    )
+    p50 = next(r for r in rows if r.metric == "p50")
+    assert p50.regression and 0.04 < p50.change < 0.08 and p50.level == "paired runs (5 pairs)"
+    rows, _ = gate_paired_runs(
+        [(load(a), load(c)) for a, c in zip(base, same, strict=True)], GateSettings()
+    )
+    assert not any(r.regression for r in rows)
+
+
+@pytest.mark.slow
+def test_abba_gate_end_to_end_with_one_interpreter(tmp_path: Path, cache_dir: Path) -> None:
+    import sys
+
+    suite = _tiny_suite(tmp_path)
+    code = main(
+        ["check", "--baseline-python", sys.executable, "--pairs", "2", "--suite", str(suite),
+         "--cache-dir", str(cache_dir), "--threshold", "0.5", "--out", str(tmp_path / "o"), "-q"]
+    )  # fmt: skip
+    assert code == 0
+    assert len(list((tmp_path / "o" / "abba-a").iterdir())) == 2
+    assert len(list((tmp_path / "o" / "abba-b").iterdir())) == 2

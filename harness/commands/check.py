@@ -65,9 +65,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _refresh(args)
     if args.candidate:
         return cmd_check_interleaved(args)
+    if args.baseline_python:
+        return cmd_check_abba(args)
     if args.baseline is None:
         raise HarnessError(
-            "check needs --baseline RUN_DIR, --candidate MODEL, or --refresh-baseline DIR"
+            "check needs --baseline RUN_DIR, --candidate MODEL, --baseline-python PY, "
+            "or --refresh-baseline DIR"
         )
     settings = GateSettings(
         thresholds=_thresholds(args), alpha=args.alpha, normalize=args.normalize
@@ -135,6 +138,87 @@ def cmd_check(args: argparse.Namespace) -> int:
             )
         )
     console.print(f"no regression: {len(rows)} metric(s) checked against {args.baseline}")
+    return EXIT_OK
+
+
+def _suite_run(python: str, args: argparse.Namespace, out: Path) -> Path:
+    """One run of the suite by ``python`` (another environment, e.g. the baseline commit's),
+    as a fresh process; returns its run directory."""
+    import subprocess
+
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.iterdir())
+    cmd = [python, "-m", "harness", "run", "--sweep", str(args.suite), "--out", str(out), "-q"]
+    if args.cache_dir:
+        cmd += ["--cache-dir", str(args.cache_dir)]
+    if args.corpus:
+        cmd += ["--corpus", str(args.corpus)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode not in (0, 3):
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise HarnessError(f"{python}: the suite run failed (exit {proc.returncode}): {tail}")
+    new = sorted(set(out.iterdir()) - before)
+    if len(new) != 1:
+        raise HarnessError(f"{python}: the suite run wrote {len(new)} run directories, not 1")
+    return new[0]
+
+
+def cmd_check_abba(args: argparse.Namespace) -> int:
+    """Two environments in the same job (asv's ``continuous``): the suite runs alternately
+    under the baseline's and the candidate's interpreter, A B B A …, each run a fresh
+    process; pairs of neighbouring runs are the replicates (``gate_paired_runs``)."""
+    import sys
+
+    from ..gate import GateSettings, gate_paired_runs
+    from ..render.console import rich_table
+    from ..render.gate import gate_rows
+    from ..results import load_run
+
+    if args.pairs < 2:
+        raise HarnessError("--pairs must be >= 2")
+    baseline_py = args.baseline_python
+    candidate_py = args.candidate_python or sys.executable
+    settings = GateSettings(thresholds=_thresholds(args), alpha=args.alpha)
+    console = make_console(args.quiet)
+    pairs = []
+    for i in range(args.pairs):
+        order = ("a", "b") if i % 2 == 0 else ("b", "a")
+        runs = {}
+        for side in order:
+            py = baseline_py if side == "a" else candidate_py
+            runs[side] = _suite_run(py, args, args.out / f"abba-{side}")
+            console.print(f"pair {i + 1}/{args.pairs}: {side} done ({runs[side].name})")
+        pairs.append((load_run(runs["a"]), load_run(runs["b"])))
+    rows, warnings = gate_paired_runs(pairs, settings)
+    for w in warnings:
+        console.print(f"[yellow]environments differ: {w}[/yellow]")
+    console.print(
+        rich_table(
+            gate_rows(
+                rows
+                if args.all
+                else [
+                    r
+                    for r in rows
+                    if r.regression
+                    or r.improvement
+                    or abs(r.change) > settings.thresholds[r.metric]
+                ],
+                settings,
+            ),
+            "what moved (ABBA)",
+        )
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"rows": [r.to_dict() for r in rows]}, indent=2))
+    regressions = [r for r in rows if r.regression]
+    if regressions:
+        console.print(f"[red]{len(regressions)} regression(s) beyond threshold[/red]")
+        return EXIT_REGRESSION
+    mdes = sorted(r.mde for r in rows if r.mde is not None and r.metric == "p50")
+    if mdes:
+        console.print(f"power: detects p50 changes of {100 * mdes[len(mdes) // 2]:.1f} % (median)")
+    console.print(f"no regression: {len(rows)} metric(s) over {args.pairs} ABBA pairs")
     return EXIT_OK
 
 
@@ -237,6 +321,12 @@ def register(sub: Any) -> None:
         help="interleaved gate: this checkpoint against --baseline-model in the same job",
     )
     p.add_argument("--baseline-model", help="with --candidate (default: the suite's first model)")
+    p.add_argument(
+        "--baseline-python",
+        help="ABBA gate: the baseline environment's interpreter (e.g. the base commit's venv)",
+    )
+    p.add_argument("--candidate-python", help="with --baseline-python (default: this interpreter)")
+    p.add_argument("--pairs", type=int, default=3, help="with --baseline-python: ABBA pairs")
     p.add_argument("--processes", type=int, default=3, help="with --candidate: fresh processes")
     p.add_argument("--min-rounds", type=int, default=8, help="with --candidate")
     p.add_argument("--max-rounds", type=int, default=16, help="with --candidate")
