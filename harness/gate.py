@@ -23,7 +23,14 @@ from .errors import HarnessError
 from .hierarchy import Estimate, stratified_ratio
 from .metrics import METRICS
 from .results import Record, Run
-from .stats import SampleComparison, adjust, compare_replicates
+from .stats import (
+    SampleComparison,
+    adjust,
+    by_batch,
+    compare_paired,
+    compare_replicates,
+    detectable_change,
+)
 
 __all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_paired_runs", "gate_runs"]
 
@@ -78,8 +85,9 @@ def _timing_row(
 ) -> GateRow:
     """A latency-based row. ``c`` compares latencies (for throughput: mean latencies), so
     throughput's bad-direction change is ``1 - 1/ratio``: it falls when latency rises."""
+    # The standard error the 95 % interval implies, on the log scale.
     se = (math.log(c.ci_high) - math.log(c.ci_low)) / (2 * 1.96) if c.ci_low > 0 else math.inf
-    mde = math.expm1((1.96 + 1.2816) * se)
+    mde = detectable_change(se)
     if metric == "throughput":
         row = GateRow(
             key, metric, base, cand, 1 - 1 / c.ratio, 1 - 1 / c.ci_low, 1 - 1 / c.ci_high, c.p_diff
@@ -114,9 +122,7 @@ def _sample_rows(a: Record, b: Record, metrics: Sequence[str], normalize: bool) 
 def per_run_statistic(metric: str, samples: Sequence[float], n_batches: int) -> float:
     """One number per run, stratified by batch: the geometric mean of per-batch medians
     (p90s), or for throughput the summed per-batch mean latencies (one pass's time)."""
-    x = np.asarray(samples, dtype=float)
-    k = max(1, n_batches)
-    strata = [x[s::k] for s in range(k) if x[s::k].size] or [x]
+    strata = by_batch(samples, n_batches)
     if metric == "throughput":
         return float(sum(np.mean(s) for s in strata))
     q = 50 if metric == "p50" else 90
@@ -214,18 +220,23 @@ def gate_runs(
                 )
             )
     rows = _replicate_rows(baseline, candidate, rows, metrics, settings)
+    _decide(rows, settings)
+    return rows, warnings
+
+
+def _decide(rows: list[GateRow], settings: GateSettings) -> None:
+    """Holm (or BH) over every tested row, then regression / improvement: significant, an
+    interval that excludes "no change", and a change beyond the metric's threshold."""
     tested = [r for r in rows if r.p_adj is not None]
     # (``r.p_adj or 1.0`` once turned the most significant regressions, p == 0.0, into 1.0.)
     raw = [r.p_adj for r in tested if r.p_adj is not None]
     for row, p in zip(tested, adjust(raw, settings.correction), strict=True):
         row.p_adj = p
         limit = settings.thresholds[row.metric]
-        # Significant only when the interval agrees: it must exclude "no change".
         excludes = row.ci_low is None or row.ci_high is None or row.ci_low > 0 or row.ci_high < 0
         significant = p < settings.alpha and excludes
         row.regression = significant and row.change > limit
         row.improvement = significant and row.change < -limit
-    return rows, warnings
 
 
 def gate_paired_runs(
@@ -252,42 +263,9 @@ def gate_paired_runs(
         for metric in metrics:
             va = [per_run_statistic(metric, ra[key].samples, n_batches) for ra, _ in per_pair]
             vb = [per_run_statistic(metric, rb[key].samples, n_batches) for _, rb in per_pair]
-            c = _paired_log_t(va, vb)
+            c = compare_paired(va, vb)
             row = _timing_row(key, metric, float(np.mean(va)), float(np.mean(vb)), c)
             row.level = f"paired runs ({len(pairs)} pairs)"
             rows.append(row)
-    raw = [r.p_adj for r in rows if r.p_adj is not None]
-    for row, p in zip(rows, adjust(raw, settings.correction), strict=True):
-        row.p_adj = p
-        limit = settings.thresholds[row.metric]
-        excludes = row.ci_low is not None and (row.ci_low > 0 or (row.ci_high or 0) < 0)
-        significant = p < settings.alpha and excludes
-        row.regression = significant and row.change > limit
-        row.improvement = significant and row.change < -limit
+    _decide(rows, settings)
     return rows, warnings
-
-
-def _paired_log_t(a: Sequence[float], b: Sequence[float]) -> SampleComparison:
-    """Mean of per-pair log ratios with a one-sample t interval (95 %)."""
-    from scipy import stats as sps
-
-    d = np.log(np.asarray(b, float)) - np.log(np.asarray(a, float))
-    n = d.size
-    mean = float(d.mean())
-    se = float(d.std(ddof=1) / math.sqrt(n))
-    if se == 0:
-        lo = hi = mean
-        p = 1.0 if mean == 0 else 0.0
-    else:
-        t = float(sps.t.ppf(0.975, n - 1))
-        lo, hi = mean - t * se, mean + t * se
-        p = float(2 * sps.t.sf(abs(mean) / se, n - 1))
-    return SampleComparison(
-        ratio=math.exp(mean),
-        ci_low=math.exp(lo),
-        ci_high=math.exp(hi),
-        p_diff=p,
-        p_equiv=1.0,
-        n_a=n,
-        n_b=n,
-    )

@@ -28,15 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from .stats import by_batch, detectable_change
+
 __all__ = [
     "Estimate",
     "hierarchical_paired",
     "stratified_ratio",
     "suite_estimate",
 ]
-
-Z_90_POWER = 1.2816  # one-sided z for 90 % power
-Z_95 = 1.96
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +108,7 @@ def _from_replicates(
         ci90_high=math.exp(float(hi90)),
         p_diff=p,
         se_log=se,
-        mde=math.expm1((Z_95 + Z_90_POWER) * se),
+        mde=detectable_change(se),
         shown_margin=math.expm1(max(abs(float(lo90)), abs(float(hi90)))),
         level=level,
         n_a=n_a,
@@ -151,9 +150,8 @@ def stratified_ratio(
     """
     xa, xb = np.asarray(a, float), np.asarray(b, float)
     k = max(1, n_batches)
-    strata_a = [xa[s::k] for s in range(k)]
-    strata_b = [xb[s::k] for s in range(k)]
-    if any(s.size == 0 for s in strata_a + strata_b):
+    strata_a, strata_b = by_batch(xa, k), by_batch(xb, k)
+    if len(strata_a) != k or len(strata_b) != k:  # a batch without calls: no strata
         strata_a, strata_b = [xa], [xb]
     fn = _STAT[statistic]
     point = _combine(statistic, [fn(s) for s in strata_a], [fn(s) for s in strata_b])

@@ -27,7 +27,7 @@ from .checkpoints import Checkpoint, load_checkpoint
 from .errors import HarnessError
 from .memory import PeakRSS
 from .results import Record
-from .stats import is_unstable, summarize
+from .stats import by_batch, is_unstable, summarize
 from .store import RunStore
 from .sweep import Case
 from .timing import PerfCounterTimer, Samples, Timer, measure
@@ -274,7 +274,7 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
 
 
 def _per_batch_medians(values: list[float], n_batches: int) -> list[float]:
-    return [float(np.median(values[s::n_batches])) for s in range(n_batches)]
+    return [float(np.median(s)) for s in by_batch(values, n_batches)]
 
 
 def _no_padding_ceiling(
