@@ -58,7 +58,6 @@ def _thresholds(args: argparse.Namespace) -> dict[str, float]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ..gate import GateSettings, gate_runs
-    from ..render.gate import gate_rows
     from ..results import load_run
 
     if args.refresh_baseline:
@@ -90,38 +89,52 @@ def cmd_check(args: argparse.Namespace) -> int:
     candidate_dir = args.run or _run_suite(args, args.out)
     candidate = load_run(candidate_dir)
     rows, warnings = gate_runs(baseline, candidate, settings, strict=not args.allow_incomparable)
-    from ..render.console import rich_table
 
     console = make_console()
+    for w in warnings:
+        console.print(f"[yellow]warning: {w}[/yellow]")
+    return _verdict(
+        console,
+        rows,
+        settings,
+        args,
+        title="what moved",
+        json_extra={"baseline": str(args.baseline), "candidate": str(candidate_dir)},
+        failed_suffix=f" (candidate {candidate_dir})",
+        passed=f"checked against {args.baseline}",
+    )
+
+
+def _verdict(
+    console: Any,
+    rows: list[Any],
+    settings: Any,
+    args: argparse.Namespace,
+    *,
+    title: str,
+    json_extra: dict[str, Any],
+    failed_suffix: str,
+    passed: str,
+) -> int:
+    """What every gate mode prints and returns: the rows that moved (or all), the JSON, the
+    regressions (exit 1), or the gate's power and a pass (exit 0)."""
+    from ..render.console import rich_table
+    from ..render.gate import gate_rows
+
     moved = [
         r
         for r in rows
         if r.regression or r.improvement or abs(r.change) > settings.thresholds[r.metric]
     ]
-    console.print(
-        rich_table(
-            gate_rows(moved if not args.all else rows, settings),
-            "what moved" if not args.all else "all metrics",
-        )
-    )
-    for w in warnings:
-        console.print(f"[yellow]warning: {w}[/yellow]")
+    shown, name = (rows, "all metrics") if args.all else (moved, title)
+    console.print(rich_table(gate_rows(shown, settings), name))
     regressions = [r for r in rows if r.regression]
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "regressions": len(regressions),
-                    "rows": [r.to_dict() for r in rows],
-                    "baseline": str(args.baseline),
-                    "candidate": str(candidate_dir),
-                },
-                indent=2,
-            )
-        )
+        payload = {"regressions": len(regressions), "rows": [r.to_dict() for r in rows]}
+        args.json.write_text(json.dumps(payload | json_extra, indent=2))
     if regressions:
         console.print(
-            f"[red]{len(regressions)} regression(s) beyond threshold[/red] (candidate {candidate_dir})"
+            f"[red]{len(regressions)} regression(s) beyond threshold[/red]{failed_suffix}"
         )
         return EXIT_REGRESSION
     mdes = sorted(r.mde for r in rows if r.mde is not None and r.metric == "p50")
@@ -137,7 +150,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 else ""
             )
         )
-    console.print(f"no regression: {len(rows)} metric(s) checked against {args.baseline}")
+    console.print(f"no regression: {len(rows)} metric(s) {passed}")
     return EXIT_OK
 
 
@@ -170,8 +183,6 @@ def cmd_check_abba(args: argparse.Namespace) -> int:
     import sys
 
     from ..gate import GateSettings, gate_paired_runs
-    from ..render.console import rich_table
-    from ..render.gate import gate_rows
     from ..results import load_run
 
     if args.pairs < 2:
@@ -192,34 +203,16 @@ def cmd_check_abba(args: argparse.Namespace) -> int:
     rows, warnings = gate_paired_runs(pairs, settings)
     for w in warnings:
         console.print(f"[yellow]environments differ: {w}[/yellow]")
-    console.print(
-        rich_table(
-            gate_rows(
-                rows
-                if args.all
-                else [
-                    r
-                    for r in rows
-                    if r.regression
-                    or r.improvement
-                    or abs(r.change) > settings.thresholds[r.metric]
-                ],
-                settings,
-            ),
-            "what moved (ABBA)",
-        )
+    return _verdict(
+        console,
+        rows,
+        settings,
+        args,
+        title="what moved (ABBA)",
+        json_extra={},
+        failed_suffix="",
+        passed=f"over {args.pairs} ABBA pairs",
     )
-    if args.json:
-        args.json.write_text(json.dumps({"rows": [r.to_dict() for r in rows]}, indent=2))
-    regressions = [r for r in rows if r.regression]
-    if regressions:
-        console.print(f"[red]{len(regressions)} regression(s) beyond threshold[/red]")
-        return EXIT_REGRESSION
-    mdes = sorted(r.mde for r in rows if r.mde is not None and r.metric == "p50")
-    if mdes:
-        console.print(f"power: detects p50 changes of {100 * mdes[len(mdes) // 2]:.1f} % (median)")
-    console.print(f"no regression: {len(rows)} metric(s) over {args.pairs} ABBA pairs")
-    return EXIT_OK
 
 
 def cmd_check_interleaved(args: argparse.Namespace) -> int:
