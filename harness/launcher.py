@@ -27,7 +27,7 @@ from typing import Any
 from .env import collect_env
 from .errors import HarnessError
 from .results import Record, RunMeta, load_run
-from .runner import Event, RunOptions, run_group
+from .runner import Event, RunOptions, error_record, run_group
 from .store import RunStore, new_run_id
 from .sweep import Case, SweepSpec, expand
 
@@ -124,12 +124,7 @@ def _run_isolated(
             return
         # The worker died mid-group: blame the case it was on, keep going with the rest.
         failed = next((c for c in remaining if c.case_id == outcome.current), remaining[0])
-        rec = Record(
-            case_id=failed.case_id,
-            case=failed.to_dict(),
-            status="error",
-            message=outcome.message(),
-        )
+        rec = error_record(failed, "error", outcome.message())
         store.append(rec)
         emit(("done", rec))
         pending = [c for c in remaining if c is not failed]
@@ -138,11 +133,8 @@ def _run_isolated(
             for c in [
                 c for c in pending if c.batch_size * c.seq_len >= limit and c.language is None
             ]:
-                skip = Record(
-                    case_id=c.case_id,
-                    case=c.to_dict(),
-                    status="skipped",
-                    message=f"a smaller shape ({limit} tokens) was killed (out of memory)",
+                skip = error_record(
+                    c, "skipped", f"a smaller shape ({limit} tokens) was killed (out of memory)"
                 )
                 store.append(skip)
                 emit(("done", skip))
@@ -263,7 +255,7 @@ def run_sweep(
         )
         store = RunStore.create(out_root, meta)
         for case, reason in skipped or ():
-            rec = Record(case.case_id, case.to_dict(), "skipped", reason, started_at=meta.created)
+            rec = error_record(case, "skipped", reason)
             store.append(rec)
             emit(("done", rec))
     if resume is not None and sweep.repeats > 1:

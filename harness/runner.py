@@ -26,8 +26,10 @@ from .calibrate import speed_probe
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import HarnessError
 from .memory import PeakRSS
+from .parity import parity_check, parity_message
+from .realtext import check_real_text
 from .results import Record
-from .stats import by_batch, is_unstable, summarize
+from .stats import is_unstable, summarize
 from .store import RunStore
 from .sweep import Case
 from .timing import PerfCounterTimer, Samples, Timer, measure
@@ -39,7 +41,7 @@ __all__ = [
     "RunOptions",
     "build_record",
     "case_inputs",
-    "parity_tolerance",
+    "error_record",
     "prepare_group",
     "run_group",
 ]
@@ -63,47 +65,6 @@ class RunOptions:
     repeat: int = 0
 
 
-def parity_tolerance(dtype: str, reference: np.ndarray) -> float:
-    """Largest acceptable |backend - eager| for a case, scaled by the output's magnitude."""
-    scale = max(1.0, float(np.max(np.abs(reference))) if reference.size else 1.0)
-    per_dtype = {"float32": 1e-4, "tf32": 1e-2, "bfloat16": 6e-2, "float16": 2e-2}
-    return per_dtype.get(dtype, 1e-4) * scale
-
-
-def parity_check(got: np.ndarray, reference: np.ndarray, dtype: str) -> dict[str, Any]:
-    """Max |backend − eager float32| against the dtype's tolerance. NaN or infinite outputs
-    (either side) are reported as such, never as a parity number."""
-    out: dict[str, Any] = {"reference": "eager float32 (cpu)"}
-    if not np.isfinite(reference).all():
-        return out | {"ok": False, "non_finite": "reference", "max_abs_diff": None}
-    if not np.isfinite(got).all():
-        return out | {"ok": False, "non_finite": "backend", "max_abs_diff": None}
-    if got.shape != reference.shape:
-        return out | {"ok": False, "shape": list(got.shape), "max_abs_diff": None}
-    diff = float(np.max(np.abs(got - reference))) if got.size else 0.0
-    tol = parity_tolerance(dtype, reference)
-    return out | {"max_abs_diff": diff, "tolerance": tol, "ok": bool(diff <= tol)}
-
-
-def parity_message(parity: dict[str, Any]) -> str:
-    """Why a group is ``invalid``, in one line."""
-    if parity.get("kind") == "approximate" and "cosine_mean" in parity:
-        return (
-            f"approximate outputs below the threshold: mean cosine {parity['cosine_mean']:.4f}"
-            f" < {parity['min_cosine']}"
-        )
-    if parity.get("non_finite") == "reference":
-        return "non-finite outputs (NaN/inf) from eager float32 itself: the weights are broken"
-    if parity.get("non_finite"):
-        return "non-finite outputs (NaN/inf) from this backend"
-    if "shape" in parity:
-        return f"output shape {parity['shape']} differs from eager's"
-    return (
-        f"outputs differ from eager: max |diff| {parity['max_abs_diff']:.3g} > "
-        f"{parity['tolerance']:.3g}"
-    )
-
-
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -115,7 +76,9 @@ def _is_oom(exc: BaseException) -> bool:
     return "out of memory" in text or "failed to allocate" in text
 
 
-def _error_record(case: Case, status: str, message: str, **extra: Any) -> Record:
+def error_record(case: Case, status: str, message: str, **extra: Any) -> Record:
+    """The record of a case that was not measured (``error``, ``invalid``, ``skipped``):
+    the one place such records are built, by the runner, the launcher and comparisons."""
     return Record(
         case_id=case.case_id,
         case=case.to_dict(),
@@ -264,106 +227,9 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> Record:
     record = build_record(case, group, inputs, samples, first_call_s, memory, device)
     record.calibration = calibration
     if case.language is not None:
-        _no_padding_ceiling(record, case, group, inputs, timer, samples)
-    if group.parity.get("kind") == "approximate" and case.language is not None:
-        _real_text_accuracy(record, case, group, inputs)
-    elif group.info.get("pack") and case.language is not None:
-        _real_text_parity(record, case, group, inputs)
+        check_real_text(record, case, group, inputs, timer, samples)
     record.workload["repeat"] = opts.repeat
     return record
-
-
-def _per_batch_medians(values: list[float], n_batches: int) -> list[float]:
-    return [float(np.median(s)) for s in by_batch(values, n_batches)]
-
-
-def _no_padding_ceiling(
-    record: Record, case: Case, group: Group, inputs: CaseInputs, timer: Timer, samples: Samples
-) -> None:
-    """Time the same sentences' real tokens at their mean length, unpadded, and record what
-    share of that ceiling the case's own batches reached (both on per-batch medians)."""
-    import dataclasses
-
-    from .textload import ceiling_batches
-
-    ceiling = ceiling_batches(inputs.batches, group.ckpt.arch.vocab)
-    bound = [group.backend.bind(b) for b in ceiling]
-    calls: list[Callable[[], object]] = [functools.partial(group.backend.run, x) for x in bound]
-    spec = dataclasses.replace(case.measure, max_time_s=max(0.2, case.measure.max_time_s / 2))
-    measured = measure(timer, calls, spec)
-    n = len(inputs.batches)
-    if len(measured.values) < n or len(samples.values) < n:
-        return
-    t_case = _per_batch_medians(samples.values, n)
-    t_ceiling = _per_batch_medians(measured.values, n)
-    real = sum(b.real_tokens for b in inputs.batches)
-    ceiling_tokens = sum(b.positions for b in ceiling)
-    case_rate = real / sum(t_case)
-    ceiling_rate = ceiling_tokens / sum(t_ceiling)
-    record.workload["ceiling"] = {
-        "what": "each batch's real tokens at their mean length, no padding",
-        "shapes": [list(b.input_ids.shape) for b in ceiling],
-        "p50_by_batch_s": t_ceiling,
-        "samples": measured.values,
-    }
-    record.throughput |= {
-        "ceiling_real_tokens_per_s": ceiling_rate,
-        "real_tokens_per_s_at_batch_p50": case_rate,
-        "share_of_ceiling": case_rate / ceiling_rate,
-    }
-
-
-def _real_text_parity(record: Record, case: Case, group: Group, inputs: CaseInputs) -> None:
-    """An exact backend that reshapes the work (packing) on the case's own real sentences:
-    every batch's outputs against padded eager float32's, held to the usual tolerance."""
-    worst: dict[str, Any] = {"max_abs_diff": 0.0, "ok": True}
-    with torch.inference_mode():
-        for batch, call in zip(inputs.batches, inputs.calls, strict=True):
-            got = group.backend.output(call())
-            ref = group.ckpt.model(batch.input_ids, batch.attention_mask).float().numpy()
-            check = parity_check(got, ref, case.dtype)
-            if not check["ok"] or (check["max_abs_diff"] or 0) >= worst["max_abs_diff"]:
-                worst = check
-            if not check["ok"]:
-                break
-    record.parity = dict(group.parity) | {"real_text": worst | {"batches": len(inputs.batches)}}
-    if not worst["ok"]:
-        record.status = "invalid"
-        record.message = f"on real {case.language} sentences: {parity_message(worst)}"
-
-
-def _real_text_accuracy(record: Record, case: Case, group: Group, inputs: CaseInputs) -> None:
-    """An approximate backend on real sentences: its outputs for every batch of the case
-    against eager float32's, per sentence. Below the threshold the case is ``invalid``."""
-    from .accuracy import accuracy_facts
-
-    threshold = float(group.parity.get("min_cosine", 0.99))
-    facts = []
-    with torch.inference_mode():
-        for batch, call in zip(inputs.batches, inputs.calls, strict=True):
-            got = group.backend.output(call())
-            ref = group.ckpt.model(batch.input_ids, batch.attention_mask).float().numpy()
-            facts.append(accuracy_facts(got, ref, case.model.head, threshold))
-    rows = sum(int(f.get("rows", 0)) for f in facts)
-    merged: dict[str, Any] = {
-        "batches": len(facts),
-        "rows": rows,
-        # Weighted by sentences, so a short last batch counts for what it holds.
-        "cosine_mean": sum(f.get("cosine_mean", 0.0) * f.get("rows", 0) for f in facts)
-        / max(rows, 1),
-        "cosine_min": min(f.get("cosine_min", 0.0) for f in facts),
-    }
-    if all("top1_agreement" in f for f in facts):
-        merged["top1_agreement"] = sum(f["top1_agreement"] * f["rows"] for f in facts) / max(
-            rows, 1
-        )
-    record.parity = dict(group.parity) | {"real_text": merged}
-    if merged["cosine_mean"] < threshold:
-        record.status = "invalid"
-        record.message = (
-            f"approximate outputs below the threshold on real {case.language} sentences: "
-            f"mean cosine {merged['cosine_mean']:.4f} < {threshold}"
-        )
 
 
 def build_record(
@@ -488,7 +354,7 @@ def run_group(
     except Exception as exc:
         message, trace = _one_line(exc), traceback.format_exc()
         for case in cases:
-            rec = _error_record(case, "error", f"prepare failed: {message}", traceback=trace)
+            rec = error_record(case, "error", f"prepare failed: {message}", traceback=trace)
             store.append(rec)
             emit(("done", rec))
         return
@@ -499,11 +365,11 @@ def run_group(
                 emit(("start", case.case_id))
             size = case.batch_size * case.seq_len
             if oom_at is not None and size >= oom_at and case.language is None:
-                rec = _error_record(
+                rec = error_record(
                     case, "skipped", f"a smaller shape ({oom_at} tokens) ran out of memory"
                 )
             elif not group.parity["ok"]:
-                rec = _error_record(
+                rec = error_record(
                     case,
                     "invalid",
                     parity_message(group.parity),
@@ -520,7 +386,7 @@ def run_group(
                         oom_at = size
                     trace = traceback.format_exc()
                     log.debug("case %s failed:\n%s", case.case_id, trace)
-                    rec = _error_record(case, "error", _one_line(exc), traceback=trace)
+                    rec = error_record(case, "error", _one_line(exc), traceback=trace)
             rec.backend = rec.backend or group.info
             store.append(rec)
             emit(("done", rec))

@@ -167,7 +167,7 @@ def test_compile_backend_parity_on_cpu(cache_dir: Path) -> None:
 @pytest.mark.parametrize("backend", ["eager", "torchscript", "cuda-graph", "compile"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_gpu_backend_parity(backend: str, dtype: str, cache_dir: Path) -> None:
-    from harness.runner import parity_tolerance
+    from harness.parity import parity_tolerance
 
     ckpt = load_checkpoint(ModelSpec(name="gpu-parity", source="random-init", arch=ARCH), cache_dir)
     probe = synthetic_batch(3, 24, ARCH.vocab, seed=5, pad_rows=True)
@@ -328,7 +328,7 @@ def test_cuda_graph_replays_several_shapes_in_one_backend(cache_dir: Path) -> No
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["eager", "cuda-graph"])
 def test_gpu_fused_qkv_parity(backend: str, cache_dir: Path) -> None:
-    from harness.runner import parity_tolerance
+    from harness.parity import parity_tolerance
 
     ckpt = load_checkpoint(ModelSpec(name="gpu-fused", source="random-init", arch=ARCH), cache_dir)
     probe = synthetic_batch(3, 24, ARCH.vocab, seed=5, pad_rows=True)

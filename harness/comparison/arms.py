@@ -14,7 +14,7 @@ from ..env import collect_env
 from ..errors import HarnessError
 from ..launcher import run_in_worker
 from ..results import Record, Run, RunMeta, load_run
-from ..runner import Event, RunOptions
+from ..runner import Event, RunOptions, error_record
 from ..store import RunStore, new_run_id
 from ..sweep import Case, SweepSpec, expand
 from .decide import CompareSettings, Comparison, comparability_problems, compare_records
@@ -102,12 +102,7 @@ def run_comparison(
             for c in (c for arm in backend_arms for c in arm):
                 if c.case_id in outcome.done:
                     continue
-                rec = Record(
-                    case_id=c.case_id,
-                    case=c.to_dict(),
-                    status="error",
-                    message=f"compare process {process}: {outcome.message()}",
-                )
+                rec = error_record(c, "error", f"compare process {process}: {outcome.message()}")
                 store.append(rec)
                 emit(("done", rec))
     return store.path

@@ -18,7 +18,15 @@ import numpy as np
 
 from ..memory import PeakRSS
 from ..results import Record
-from ..runner import Event, Group, RunOptions, build_record, case_inputs, prepare_group
+from ..runner import (
+    Event,
+    Group,
+    RunOptions,
+    build_record,
+    case_inputs,
+    error_record,
+    prepare_group,
+)
 from ..store import RunStore
 from ..sweep import Case
 from ..timing import PerfCounterTimer, Samples
@@ -61,11 +69,10 @@ def run_interleaved(
             bad = [(c, g) for c, g in zip(cases, groups, strict=True) if not g.parity["ok"]]
             if bad:
                 for c in cases:
-                    rec = Record(
-                        case_id=c.case_id,
-                        case=c.to_dict(),
-                        status="invalid",
-                        message="an arm's outputs differ from eager; not timed",
+                    rec = error_record(
+                        c,
+                        "invalid",
+                        "an arm's outputs differ from eager; not timed",
                         parity=groups[cases.index(c)].parity,
                     )
                     store.append(rec)
