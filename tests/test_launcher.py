@@ -143,6 +143,10 @@ def test_killed_sweep_loses_nothing_and_resumes(sig: int, tmp_path: Path, cache_
         "--inline",
         "--max-time",
         "0.4",
+        # Every case runs its full 0.4 s (no early convergence), so the sweep is still
+        # running when the signal comes: a fast machine once finished it first.
+        "--target-ci",
+        "1e-9",
         "--out",
         str(out),
         "--cache-dir",
