@@ -34,7 +34,7 @@ from .stats import (
 
 __all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_paired_runs", "gate_runs"]
 
-DEFAULT_THRESHOLDS = {name: m.default_threshold for name, m in METRICS.items()}
+DEFAULT_THRESHOLDS = {name: m.default_threshold for name, m in METRICS.items() if m.scope == "all"}
 _STATISTIC = {name: m.sample_statistic for name, m in METRICS.items() if m.sample_statistic}
 
 

@@ -28,7 +28,7 @@ def _metrics(run: Run) -> dict[str, dict[str, float]]:
     out = {}
     for r in run.latest():
         if r.status == "ok":
-            out[r.case_id] = {name: m.value(r) for name, m in _REGISTRY.items()}
+            out[r.case_id] = {name: m.value(r) for name, m in _REGISTRY.items() if m.applies(r)}
     return out
 
 

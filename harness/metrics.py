@@ -28,6 +28,11 @@ class Metric:
     #: Statistic of the per-call latencies the tests resample (``p50``, ``p90``, ``mean``).
     sample_statistic: str | None
     default_threshold: float
+    #: ``all`` records, or only ``serving`` ones (``serve-bench``: LoadGen capacity).
+    scope: str = "all"
+
+    def applies(self, record: Record) -> bool:
+        return self.scope == "all" or bool(record.scenario.get("capacity_qps") is not None)
 
 
 METRICS: dict[str, Metric] = {
@@ -68,6 +73,16 @@ METRICS: dict[str, Metric] = {
             lambda r: float(r.memory.get("peak_rss_delta_bytes", 0)),
             None,
             0.10,
+        ),
+        Metric(
+            "capacity",
+            "queries/s",
+            "higher",
+            "highest Poisson load LoadGen judged valid under the latency bound (serve-bench)",
+            lambda r: float(r.scenario["capacity_qps"]),
+            None,
+            0.05,
+            scope="serving",
         ),
     )
 }

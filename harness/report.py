@@ -15,7 +15,7 @@ from .render.rows import fmt_bytes, fmt_ms, parity_cell, result_rows, sort_recor
 from .results import Record, Run
 from .store import write_atomic
 
-__all__ = ["checkpoint_rows", "environment_lines", "write_run_report"]
+__all__ = ["checkpoint_rows", "environment_lines", "write_run_report", "write_serve_report"]
 
 
 def environment_lines(env: dict[str, Any]) -> list[str]:
@@ -194,4 +194,54 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
     md = out / "report.md"
     write_atomic(md, text)
     write_atomic(out / "report.html", markdown_to_html(text, out, f"Run {run.meta.run_id}"))
+    return md
+
+
+def write_serve_report(run: Run) -> Path:
+    """``report.md`` / ``report.html`` of a ``serve-bench`` run, with the latency-vs-load plot."""
+    from .render.serving import capacity_rows, plot_latency_vs_qps, probe_rows
+
+    records = run.latest()
+    out = run.path
+    config = run.meta.config.get("serve", {})
+    lines = [
+        f"# Serving run `{run.meta.run_id}`",
+        "",
+        f"created {run.meta.created} · schema v{run.meta.schema_version}",
+        "",
+        *environment_lines(run.meta.env),
+        "",
+        "## Capacity",
+        "",
+        f"Highest offered load (Poisson arrivals, MLPerf LoadGen Server) that LoadGen judged "
+        f"VALID: p{100 * config.get('percentile', 0.99):g} latency within the bound, its minimum "
+        "query count and duration met, and early stopping confident of the percentile. The "
+        "bracket's upper end is the lowest load that failed; capacities whose brackets overlap "
+        "are not told apart. Offline is LoadGen's Offline scenario through the same batcher "
+        f"(max batch {config.get('max_batch')}, max delay {1e3 * config.get('max_delay_s', 0):g}"
+        " ms); `1-stream p90` is LoadGen's SingleStream.",
+        "",
+        md_table(capacity_rows(records)),
+    ]
+    plot = plot_latency_vs_qps(records, out / "latency-vs-qps.png")
+    if plot is not None:
+        lines += [
+            "## Latency against offered load",
+            "",
+            "![latency-vs-qps](latency-vs-qps.png)",
+            "",
+        ]
+    lines += ["## Server probes", ""]
+    for r in records:
+        if r.scenario.get("probes"):
+            lines += [f"### `{r.case_id}`", "", md_table(probe_rows(r))]
+    failed = [r for r in records if r.status != "ok"]
+    if failed:
+        lines += ["## Not measured", ""]
+        lines += [f"- `{r.case_id}` **{r.status}**: {r.message}" for r in failed]
+        lines.append("")
+    text = "\n".join(lines) + "\n"
+    md = out / "report.md"
+    write_atomic(md, text)
+    write_atomic(out / "report.html", markdown_to_html(text, out, f"Serving run {run.meta.run_id}"))
     return md

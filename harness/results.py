@@ -8,6 +8,9 @@ Schema history (bump ``SCHEMA_VERSION`` and add a migration for every change):
     (:mod:`harness.calibrate`); version-1 runs load with an empty one.
 3 — records carry ``traceback``, the full Python traceback of an ``error`` (empty otherwise);
     older runs load with an empty one.
+4 — records carry ``scenario``: for ``serve-bench`` records the LoadGen scenarios run, their
+    parsed summaries and the capacity found (:mod:`harness.serving`); closed-loop records and
+    older runs have an empty one.
 
 Older files are migrated on load, newer ones refused; never misread.
 """
@@ -24,13 +27,14 @@ from .errors import HarnessError
 
 __all__ = ["SCHEMA_VERSION", "STATUSES", "Record", "Run", "RunMeta", "load_run"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STATUSES = ("ok", "invalid", "error", "skipped")
 
 #: ``MIGRATIONS[v]`` turns a version-``v`` run.json dict into version ``v + 1``.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: lambda data: data | {"schema_version": 2},  # v2 only adds a defaulted record field
     2: lambda data: data | {"schema_version": 3},  # v3 likewise (traceback)
+    3: lambda data: data | {"schema_version": 4},  # v4 likewise (scenario)
 }
 
 
@@ -56,6 +60,8 @@ class Record:
     cold: dict[str, Any] = field(default_factory=dict)
     gpu: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
+    #: ``serve-bench`` only: LoadGen scenarios, their summaries and the capacity found.
+    scenario: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     wall_s: float = 0.0
     #: For ``error`` records: the whole traceback, so a failure can be read from the run.

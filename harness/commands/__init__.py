@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import check, compare, export, fetch, history, languages, report, run, train
+from . import check, compare, export, fetch, history, languages, report, run, serve, train
 
 MODULES: tuple[ModuleType, ...] = (
     run,
     compare,
     check,
+    serve,
     report,
     languages,
     train,

@@ -31,7 +31,30 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def _compare_capacity(args: argparse.Namespace) -> int:
+    from ..serving.compare import compare_capacity_runs
+    from ..store import write_atomic
+
+    a, b = args.runs
+    results, warnings = compare_capacity_runs(a, b, strict=not args.allow_incomparable)
+    console = make_console()
+    for r in results:
+        console.print(f"{r.key.split('/', 1)[1]}: {r.sentence()}")
+    for w in warnings:
+        console.print(f"[yellow]warning: {w}[/yellow]")
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"metric": "capacity", "comparisons": [r.to_dict() for r in results]}
+        write_atomic(args.report.with_suffix(".json"), json.dumps(payload, indent=2) + "\n")
+        console.print(f"report: {args.report.with_suffix('.json')}")
+    return EXIT_OK
+
+
 def _compare_dirs(args: argparse.Namespace) -> int:
+    from ..serving.compare import is_serve_run
+
+    if any(is_serve_run(p) for p in args.runs):
+        return _compare_capacity(args)
     from ..comparison.arms import compare_run_dirs
     from ..comparison.report import comparison_markdown
     from ..render.console import rich_table

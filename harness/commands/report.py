@@ -24,6 +24,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         from ..comparison.report import write_compare_report
 
         report = write_compare_report(run)
+    elif run.meta.kind == "serve":
+        from ..render.serving import capacity_rows
+        from ..report import write_serve_report
+
+        report = write_serve_report(run)
+        console.print(rich_table(capacity_rows(run.latest()), run.meta.run_id))
     else:
         report = write_run_report(run)
         console.print(rich_table(result_rows(run.latest()), run.meta.run_id))

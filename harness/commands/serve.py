@@ -1,0 +1,160 @@
+"""``harness serve-bench``: capacity under a latency bound, per language, through MLPerf LoadGen."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import HarnessError
+from .common import DEFAULT_OUT, default_cache, make_console, words
+
+__all__ = ["parse_duration", "register"]
+
+
+def parse_duration(text: str) -> float:
+    """``50ms``, ``0.05s``, ``50`` (milliseconds) → seconds."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|us)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected a duration like 50ms or 0.05s, got {text!r}")
+    value = float(m.group(1))
+    unit = m.group(2) or "ms"
+    return value * {"ms": 1e-3, "s": 1.0, "us": 1e-6}[unit]
+
+
+def _spec(args: argparse.Namespace) -> Any:
+    from ..checkpoints import preflight
+    from ..corpus import resolve_corpus
+    from ..serving.bench import ServeSpec, check_serve_backends
+    from ..serving.loadgen import require_loadgen
+    from ..serving.traffic import parse_mix
+    from ..sweep import SweepSpec, expand
+    from .run import _backend_options
+
+    require_loadgen()
+    if not args.models or not args.backends or not args.languages:
+        raise HarnessError("serve-bench needs -m MODEL, -b BACKEND and --languages")
+    check_serve_backends(tuple(args.backends))
+    corpus = resolve_corpus(args.corpus)
+    for traffic in args.languages:
+        parse_mix(traffic, corpus)
+    options = _backend_options(args.backend_option, {}) or {}
+    sweep = SweepSpec(
+        name="serve",
+        models=tuple(args.models),
+        backends=tuple(args.backends),
+        batch_sizes=(args.max_batch,),
+        seq_lens=(args.max_len,),
+        device=args.device,
+        dtype=args.dtype,
+        threads=args.threads,
+        backend_options=options,
+    )
+    cases = expand(sweep)  # resolves models, checks backends, devices, dtypes and options
+    models = tuple({c.model.name: c.model for c in cases}.values())
+    for model in models:
+        preflight(model, allow_pickle=args.allow_pickle, allow_custom_code=args.ignore_custom_code)
+    spec = ServeSpec(
+        models=models,
+        backends=tuple(args.backends),
+        traffic=tuple(args.languages),
+        policies=args.policies,
+        device=args.device,
+        dtype=args.dtype,
+        threads=args.threads,
+        max_len=args.max_len,
+        max_batch=args.max_batch,
+        max_delay_s=args.max_delay,
+        bound_s=args.p99,
+        percentile=args.percentile,
+        min_queries=args.min_queries,
+        min_duration_s=args.min_duration,
+        rel_tol=args.resolution,
+        max_probes=args.max_probes,
+        price_per_hour=args.price_per_hour,
+        options={b: tuple(sorted(o.items())) for b, o in options.items()},
+    )
+    return spec, corpus
+
+
+def cmd_serve_bench(args: argparse.Namespace) -> int:
+    from ..render.console import rich_table
+    from ..render.serving import capacity_rows
+    from ..report import write_serve_report
+    from ..results import load_run
+    from ..runner import RunOptions
+    from ..serving.bench import run_serve_bench
+    from .run import report_failed_cases
+
+    spec, corpus = _spec(args)
+    opts = RunOptions(
+        cache_dir=args.cache_dir or default_cache(),
+        corpus=corpus,
+        allow_pickle=args.allow_pickle,
+        allow_custom_code=args.ignore_custom_code,
+    )
+    console = make_console(args.quiet)
+
+    def emit(event: tuple[str, Any]) -> None:
+        kind, payload = event
+        if kind == "start":
+            console.print(f"[bold]{payload}[/bold]")
+        elif kind == "probe":
+            _, r = payload
+            verdict = "valid" if r.valid else f"INVALID ({r.invalid_reason.strip() or 'error'})"
+            console.print(
+                f"  server {r.target_qps:8.1f} QPS: p99 {1e3 * r.latency_s['p99']:7.1f} ms, "
+                f"{r.query_count} queries, mean batch {r.mean_batch:.1f} → {verdict}"
+            )
+        elif kind == "done":
+            console.print(f"  → {payload.status}: {payload.message or 'done'}")
+
+    path = run_serve_bench(spec, args.out, opts, emit)
+    run = load_run(path)
+    report = write_serve_report(run)
+    console.print(rich_table(capacity_rows(run.latest()), run.meta.run_id))
+    console.print(f"records: {path / 'records.jsonl'}\nreport:  {report}  (and report.html)")
+    return report_failed_cases(run.latest())
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve-bench",
+        help="highest QPS under a latency bound per language (MLPerf LoadGen, dynamic batching)",
+    )
+    p.add_argument("-m", "--model", action="append", dest="models", help="checkpoint (repeatable)")
+    p.add_argument("-b", "--backend", action="append", dest="backends", help="backend (repeatable)")
+    p.add_argument(
+        "--languages",
+        type=words,
+        help="traffic, comma-separated: deu,jpn,tha or mixtures deu+jpn+tha / deu:2+jpn:1",
+    )
+    p.add_argument("--policies", type=words, default=("longest", "bucket"), help="longest,bucket")
+    p.add_argument("--p99", type=parse_duration, default=0.05, help="latency bound (default 50ms)")
+    p.add_argument(
+        "--percentile", type=float, default=0.99, help="the bound's percentile (default 0.99)"
+    )
+    p.add_argument("--max-batch", type=int, default=8, help="dynamic batcher's largest batch")
+    p.add_argument(
+        "--max-delay", type=parse_duration, default=0.005, help="batcher's max queue delay (5ms)"
+    )
+    p.add_argument("--max-len", type=int, default=128, help="max tokens per query (truncation)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads")
+    p.add_argument("--min-queries", type=int, default=1024, help="LoadGen min queries per run")
+    p.add_argument("--min-duration", type=float, default=5.0, help="LoadGen min seconds per run")
+    p.add_argument("--resolution", type=float, default=0.05, help="capacity bracket width (5%%)")
+    p.add_argument("--max-probes", type=int, default=8, help="Server runs per capacity search")
+    p.add_argument("--price-per-hour", type=float, help="machine price → cost per 1M requests")
+    p.add_argument("--corpus", type=Path, help="Tatoeba directory (default: $HARNESS_TATOEBA)")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--allow-pickle", action="store_true")
+    p.add_argument("--ignore-custom-code", action="store_true")
+    p.add_argument(
+        "--backend-option", action="append", metavar="BACKEND.KEY=VALUE", help="(repeatable)"
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_serve_bench)

@@ -1,0 +1,101 @@
+"""Real traffic per language: the queries a serving scenario draws from.
+
+A traffic spec is one language (``deu``), or a weighted mixture (``deu+jpn+tha`` is equal
+shares, ``deu:2+jpn:1`` two German queries per Japanese one). Queries are the corpus's
+measured half (the same sentences the closed-loop language cases use), tokenized by the
+checkpoint's tokenizer exactly as there (``<s> … </s>``, truncated at ``max_len``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..corpus import available_languages, normalize_code, read_pairs
+from ..errors import HarnessError
+from ..textload import encode_with_specials
+from ..tokenize import TextTokenizer
+
+__all__ = ["Traffic", "build_traffic", "parse_mix"]
+
+#: Queries in a mixture's pool (LoadGen draws from it uniformly).
+MIX_POOL = 2048
+
+
+def parse_mix(spec: str, corpus: Path) -> tuple[tuple[str, float], ...]:
+    """``deu:2+jpn`` → ``(("deu", 2/3), ("jpn", 1/3))``, codes normalized; raises on bad input."""
+    available = available_languages(corpus)
+    parts: list[tuple[str, float]] = []
+    for part in spec.split("+"):
+        code, _, weight = part.partition(":")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise HarnessError(f"traffic {spec!r}: weight {weight!r} is not a number") from None
+        if not w > 0:
+            raise HarnessError(f"traffic {spec!r}: weights must be > 0")
+        parts.append((normalize_code(code, available), w))
+    if len({c for c, _ in parts}) != len(parts):
+        raise HarnessError(f"traffic {spec!r}: a language appears twice")
+    total = sum(w for _, w in parts)
+    return tuple((c, w / total) for c, w in parts)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    name: str
+    shares: tuple[tuple[str, float], ...]
+    rows: list[list[int]] = field(repr=False)
+    truncated_share: float
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(r) for r in self.rows]
+
+    def facts(self) -> dict[str, Any]:
+        lengths = np.array(self.lengths)
+        return {
+            "traffic": self.name,
+            "shares": dict(self.shares),
+            "queries_in_pool": len(self.rows),
+            "tokens_mean": float(lengths.mean()),
+            "tokens_p50": float(np.percentile(lengths, 50)),
+            "tokens_p90": float(np.percentile(lengths, 90)),
+            "tokens_max": int(lengths.max()),
+            "truncated_share": self.truncated_share,
+        }
+
+
+def build_traffic(
+    spec: str, corpus: Path, tok: TextTokenizer, max_len: int, vocab: int, seed: int = 0
+) -> Traffic:
+    shares = parse_mix(spec, corpus)
+    encoded = {
+        code: [
+            encode_with_specials(tok, s, max_len, vocab)
+            for s in read_pairs(corpus, code).split("measure").text
+        ]
+        for code, _ in shares
+    }
+    if len(shares) == 1:
+        picked = encoded[shares[0][0]]
+    else:
+        rng = np.random.default_rng(seed)
+        codes = rng.choice(len(shares), size=MIX_POOL, p=[w for _, w in shares])
+        cursors = dict.fromkeys(encoded, 0)
+        picked = []
+        for i in codes:
+            code = shares[int(i)][0]
+            rows = encoded[code]
+            picked.append(rows[cursors[code] % len(rows)])
+            cursors[code] += 1
+    name = "+".join(c if len(shares) == 1 else f"{c}:{w:.3g}" for c, w in shares)
+    return Traffic(
+        name=name,
+        shares=shares,
+        rows=[p[0] for p in picked],
+        truncated_share=float(np.mean([p[1] for p in picked])),
+    )

@@ -1,0 +1,175 @@
+"""``harness serve-bench`` end to end on the tiny model, capacity comparisons, bad inputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.results import load_run
+
+QUICK = [
+    "--min-duration",
+    "0.2",
+    "--min-queries",
+    "700",
+    "--max-probes",
+    "4",
+    "--resolution",
+    "0.3",
+    "--p99",
+    "40ms",
+    "--max-batch",
+    "4",
+]
+
+
+def _serve(out: Path, corpus: Path, cache_dir: Path, *extra: str) -> list[str]:
+    return [
+        "serve-bench",
+        "-m",
+        "xlmr-tiny",
+        "-b",
+        "eager",
+        "--corpus",
+        str(corpus),
+        "--cache-dir",
+        str(cache_dir),
+        "--out",
+        str(out),
+        *QUICK,
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def serve_run(
+    tmp_path_factory: pytest.TempPathFactory, small_corpus: Path, cache_dir: Path
+) -> Path:
+    out = tmp_path_factory.mktemp("serve")
+    args = _serve(
+        out, small_corpus, cache_dir, "--languages", "tha,deu:2+jpn", "--price-per-hour", "0.5"
+    )
+    assert main(args) == 0
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_serve_bench_writes_one_capacity_record_per_traffic_and_policy(serve_run: Path) -> None:
+    run = load_run(serve_run)
+    assert run.meta.kind == "serve"
+    records = run.latest()
+    assert len(records) == len(run.meta.planned) == 4  # 2 traffics x (longest, bucket)
+    assert {(r.case["language"], r.case["policy"]) for r in records} == {
+        ("tha", "longest"),
+        ("tha", "bucket"),
+        ("deu:0.667+jpn:0.333", "longest"),
+        ("deu:0.667+jpn:0.333", "bucket"),
+    }
+    for r in records:
+        assert r.status == "ok", r.message
+        s = r.scenario
+        assert s["kind"] == "capacity" and s["loadgen_version"]
+        assert s["offline"]["valid"] and s["offline"]["completed_qps"] > 0
+        assert s["single_stream"]["latency_s"]["p90"] > 0
+        assert 0 < s["capacity_qps"] <= s["offline"]["completed_qps"]
+        assert s["capacity_qps"] < s["fail_qps"]
+        valid = [p for p in s["probes"] if p["valid"]]
+        assert any(p["target_qps"] == s["capacity_qps"] for p in valid)
+        for p in valid:
+            assert p["early_stopping_met"] and p["latency_s"]["p99"] <= 0.040
+            assert p["query_count"] >= 700
+        assert s["cost_per_million"] == pytest.approx(0.5 / 3600 / s["capacity_qps"] * 1e6)
+        assert r.throughput["capacity_qps"] == s["capacity_qps"]
+        assert r.parity["ok"]
+    bucketed = next(r for r in records if r.case["policy"] == "bucket")
+    assert len(bucketed.scenario["batching"]["edges"]) >= 2
+    mix = next(r for r in records if "+" in r.case["language"])
+    assert mix.scenario["traffic"]["shares"] == pytest.approx({"deu": 2 / 3, "jpn": 1 / 3})
+
+
+def test_the_serving_report_has_the_capacity_table_and_the_load_plot(serve_run: Path) -> None:
+    html = (serve_run / "report.html").read_text()
+    assert "data:image/png;base64" in html  # the plot, embedded
+    assert (serve_run / "latency-vs-qps.png").stat().st_size > 1000
+    md = (serve_run / "report.md").read_text()
+    assert "capacity QPS" in md and "$/1M req" in md and "Server probes" in md
+
+
+def test_report_command_rewrites_a_serving_report(
+    serve_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (serve_run / "report.md").unlink()
+    assert main(["report", str(serve_run)]) == 0
+    assert (serve_run / "report.md").is_file()
+    assert "capacity QPS" in capsys.readouterr().out
+
+
+def test_compare_two_serving_runs_on_capacity(
+    serve_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "cmp.md"
+    assert main(["compare", str(serve_run), str(serve_run), "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "not told apart" in out  # a run against itself: identical brackets
+    data = json.loads(report.with_suffix(".json").read_text())
+    assert data["metric"] == "capacity" and len(data["comparisons"]) == 4
+    assert all(c["ratio"] == pytest.approx(1.0) for c in data["comparisons"])
+
+
+def test_history_records_capacity_for_serving_runs(serve_run: Path, tmp_path: Path) -> None:
+    from harness.history import add_run
+
+    entry = json.loads(add_run(tmp_path / "h", load_run(serve_run)).read_text())
+    assert all("capacity" in m for m in entry["metrics"].values())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-b", "cuda-graph", "--languages", "tha"], "cannot serve arbitrary shapes"),
+        (["--languages", "tha:x"], "is not a number"),
+        (["--languages", "tha:0"], "weights must be > 0"),
+        (["--languages", "tha+tha"], "appears twice"),
+        (["--languages", "xx"], "unknown language"),
+        (["--languages", "tha", "--policies", "sorted"], "unknown batching policy"),
+        (["--languages", "tha", "--percentile", "1.5"], "--percentile"),
+        (["--languages", "tha", "--p99", "fast"], "expected a duration"),
+        (["--languages", "tha", "--max-probes", "1"], "--max-probes"),
+    ],
+)
+def test_bad_serving_inputs_exit_2_with_one_line(
+    extra: list[str],
+    message: str,
+    tmp_path: Path,
+    small_corpus: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    try:
+        code = main(_serve(out, small_corpus, cache_dir, *extra))
+    except SystemExit as exc:  # argparse's own errors
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_loadgen_says_which_extra_to_install(
+    tmp_path: Path,
+    small_corpus: Path,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, "mlperf_loadgen", None)  # import raises ImportError
+    code = main(_serve(tmp_path / "out", small_corpus, cache_dir, "--languages", "tha"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "xlmr-harness[serve]" in err and len(err.strip().splitlines()) == 1
