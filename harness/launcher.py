@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .env import collect_env
 from .errors import HarnessError
@@ -30,6 +30,9 @@ from .results import Record, RunMeta, load_run
 from .runner import Event, RunOptions, error_record, run_group
 from .store import RunStore, new_run_id
 from .sweep import Case, SweepSpec, expand
+
+if TYPE_CHECKING:
+    from .ray_executor import RayTarget
 
 __all__ = [
     "Job",
@@ -222,11 +225,15 @@ def run_sweep(
     emit: Callable[[Event], None] | None = None,
     cases: list[Case] | None = None,
     skipped: list[tuple[Case, str]] | None = None,
+    ray: RayTarget | None = None,
 ) -> Path:
     """Run ``sweep`` (or the explicit ``cases``) and return the run directory.
 
     ``skipped`` are planned cases that cannot run here (e.g. language cases without a corpus),
     each with its reason: they are recorded ``skipped`` first, so the run says what it left out.
+
+    With ``ray``, every group is a Ray task (:mod:`harness.ray_executor`) instead of a local
+    process; the run directory is written here, the same way.
 
     With ``resume``, continue that run: cases already recorded (other than errors) are skipped.
     SIGTERM is turned into ``KeyboardInterrupt`` so a stopped sweep unwinds cleanly; what was
@@ -265,6 +272,11 @@ def run_sweep(
     try:
         for repeat in range(sweep.repeats):
             rep_opts = dataclasses.replace(opts, repeat=repeat)
+            if ray is not None:
+                from .ray_executor import run_groups_on_ray
+
+                run_groups_on_ray(groups_of(cases), store, rep_opts, emit, ray)
+                continue
             for group in groups_of(cases):
                 if opts.isolate:
                     _run_isolated(group, store, rep_opts, emit)

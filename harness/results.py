@@ -10,7 +10,9 @@ Schema history (bump ``SCHEMA_VERSION`` and add a migration for every change):
     older runs load with an empty one.
 4 — records carry ``scenario``: for ``serve-bench`` records the LoadGen scenarios run, their
     parsed summaries and the capacity found (:mod:`harness.serving`); closed-loop records and
-    older runs have an empty one.
+    older runs have an empty one. Records also carry ``host``: where a case measured on a Ray
+    cluster ran (node, process, hardware class, versions); empty when the run's own
+    environment (``run.json``) describes it.
 
 Older files are migrated on load, newer ones refused; never misread.
 """
@@ -62,6 +64,8 @@ class Record:
     calibration: dict[str, Any] = field(default_factory=dict)
     #: ``serve-bench`` only: LoadGen scenarios, their summaries and the capacity found.
     scenario: dict[str, Any] = field(default_factory=dict)
+    #: Ray executor only: the node the case ran on, its hardware class and versions.
+    host: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     wall_s: float = 0.0
     #: For ``error`` records: the whole traceback, so a failure can be read from the run.

@@ -30,7 +30,7 @@ from .parity import parity_check, parity_message
 from .realtext import check_real_text
 from .results import Record
 from .stats import is_unstable, summarize
-from .store import RunStore
+from .store import RecordSink
 from .sweep import Case
 from .timing import PerfCounterTimer, Samples, Timer, measure
 from .workloads import Batch, synthetic_batch
@@ -343,7 +343,7 @@ def compute_facts(
 
 
 def run_group(
-    cases: list[Case], store: RunStore, opts: RunOptions, emit: Callable[[Event], None]
+    cases: list[Case], store: RecordSink, opts: RunOptions, emit: Callable[[Event], None]
 ) -> None:
     """Measure every case of one (checkpoint, backend) group, appending records as it goes."""
     if not cases:

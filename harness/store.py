@@ -15,11 +15,18 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Protocol
 
 from .errors import HarnessError
 from .results import Record, RunMeta, load_run
 
-__all__ = ["RunStore", "new_run_id", "write_atomic"]
+__all__ = ["RecordSink", "RunStore", "new_run_id", "write_atomic"]
+
+
+class RecordSink(Protocol):
+    """Where a measured record goes: a run directory, or (on a Ray worker) back to the driver."""
+
+    def append(self, record: Record) -> None: ...
 
 
 def new_run_id(prefix: str = "run") -> str:

@@ -32,7 +32,7 @@ def test_round_trip_and_schema_version(tmp_path: Path) -> None:
     store.append(_record(1))
     store.append(_record(2, "error"))
     run = load_run(store.path)
-    assert run.meta.schema_version == SCHEMA_VERSION == 3
+    assert run.meta.schema_version == SCHEMA_VERSION == 4
     assert [r.to_dict() for r in run.records] == [
         _record(1).to_dict(),
         _record(2, "error").to_dict(),
@@ -45,9 +45,10 @@ def test_round_trip_and_schema_version(tmp_path: Path) -> None:
 def test_golden_v1_file_still_loads() -> None:
     run = load_run(DATA / "run_v1")
     assert run.meta.run_id == "golden-v1"
-    assert run.meta.schema_version == 3  # migrated on load
+    assert run.meta.schema_version == 4  # migrated on load
     assert run.records[0].summary["p50"] == pytest.approx(0.0012)
     assert run.records[0].calibration == {}  # v1 had no speed probe
+    assert run.records[0].scenario == {} and run.records[0].host == {}  # v4 fields, defaulted
 
 
 def test_newer_schema_refused(tmp_path: Path) -> None:

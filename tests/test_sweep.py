@@ -114,3 +114,16 @@ def test_bench_cpu_sweeps_load_and_expand() -> None:
     for path in sorted((REPO / "bench" / "cpu").glob("*.toml")):
         sweep = load_sweep(path)
         assert expand(sweep.replace(languages=())) if sweep.synthetic else sweep.languages, path
+
+
+@pytest.mark.parametrize("name", ["seed-study-cpu", "seed-study-gpu"])
+def test_the_seed_study_sweeps_load(name: str) -> None:
+    """The cluster-scale sweeps the README points to parse, and hold the study's size."""
+    from harness.sweep import load_sweep
+
+    sweep = load_sweep(Path(__file__).resolve().parent.parent / "bench" / "ray" / f"{name}.toml")
+    assert len(sweep.models) == 10  # the baseline and nine intermediate tasks
+    assert sweep.languages == ("xtreme",) and sweep.isolate
+    groups = len(sweep.models) * len(sweep.backends)
+    per_group = len(sweep.batch_sizes) * len(sweep.seq_lens) + 36 * len(sweep.policies)
+    assert groups * per_group > 2000

@@ -190,6 +190,8 @@ def prepare_sweep(args: argparse.Namespace) -> PreparedSweep:
         measure=_measure(sweep, args),
         backend_options=_backend_options(args.backend_option, sweep.backend_options),
     )
+    if sweep.languages == ("xtreme",):  # in a sweep file as on the command line
+        sweep = sweep.replace(languages=XTREME_LANGUAGES)
     corpus = None
     skipped: list[tuple[Case, str]] = []
     if sweep.languages:
@@ -263,6 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     if args.resume is not None and not (args.resume / "run.json").is_file():
         raise HarnessError(f"{args.resume}: not a run directory (no run.json)")
+    ray = _ray_target(args)
     opts = RunOptions(
         cache_dir=args.cache_dir or default_cache(),
         corpus=corpus,
@@ -282,6 +285,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             emit=emit,
             cases=cases,
             skipped=prepared.skipped,
+            ray=ray,
         )
     if corpus is not None:
         try:
@@ -301,6 +305,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     console.print(f"records: {path / 'records.jsonl'}\nreport:  {report}  (and report.html)")
     return report_failed_cases(run.latest())
+
+
+def _ray_target(args: argparse.Namespace) -> Any:
+    """``--executor`` as a :class:`~harness.ray_executor.RayTarget` (``None``: local)."""
+    from ..ray_executor import parse_executor, ray_unavailable
+
+    target = parse_executor(args.executor)
+    if target is None:
+        if args.ray_share_nodes or args.ray_retries:
+            raise HarnessError("--ray-share-nodes and --ray-retries need --executor ray")
+        return None
+    why = ray_unavailable()
+    if why is not None:
+        raise HarnessError(why)
+    if args.ray_retries < 0:
+        raise HarnessError("--ray-retries must be >= 0")
+    return dataclasses.replace(target, share_nodes=args.ray_share_nodes, retries=args.ray_retries)
 
 
 def report_failed_cases(records: list[Any]) -> int:
@@ -332,5 +353,21 @@ def register(sub: Any) -> None:
     iso.add_argument("--inline", action="store_true", help="everything in this process")
     p.add_argument("--resume", type=Path, help="continue this run directory")
     p.add_argument("--group-timeout", type=float, help="seconds before an isolated group is killed")
+    p.add_argument(
+        "--executor",
+        default="local",
+        help="local (default), ray (a local Ray instance, or $RAY_ADDRESS), or ray://HOST:PORT",
+    )
+    p.add_argument(
+        "--ray-share-nodes",
+        action="store_true",
+        help="let timed groups share a Ray node (default: one per node, for clean timings)",
+    )
+    p.add_argument(
+        "--ray-retries",
+        type=int,
+        default=0,
+        help="resubmit a group whose worker died this many times before recording an error",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_run)

@@ -17,7 +17,14 @@ from ..results import Record, Run, RunMeta, load_run
 from ..runner import Event, RunOptions, error_record
 from ..store import RunStore, new_run_id
 from ..sweep import Case, SweepSpec, expand
-from .decide import CompareSettings, Comparison, comparability_problems, compare_records
+from .decide import (
+    CompareSettings,
+    Comparison,
+    comparability_problems,
+    compare_records,
+    hardware_class,
+    record_env,
+)
 from .interleave import InterleaveSpec, run_interleaved
 
 __all__ = ["AA_SUFFIX", "compare_run_dirs", "comparisons_of", "run_comparison"]
@@ -130,6 +137,14 @@ def compare_run_dirs(
     ``strict``, in which case the differences become warnings."""
     run_a, run_b = load_run(a), load_run(b)
     problems = comparability_problems(run_a.meta.env, run_b.meta.env)
+    # Cases measured on a cluster carry their node's environment: pair those, not the drivers'.
+    hosts_a = {r.key: record_env(r, run_a.meta.env) for r in run_a.records}
+    hosts_b = {r.key: record_env(r, run_b.meta.env) for r in run_b.records}
+    for key in sorted(hosts_a.keys() & hosts_b.keys()):
+        ha, hb = hardware_class(hosts_a[key]), hardware_class(hosts_b[key])
+        if ha != hb:
+            problems.append(f"{key}: measured on different hardware ({ha} vs {hb})")
+            break
     if problems and strict:
         raise HarnessError("runs are not comparable: " + "; ".join(problems))
     models_a = {r.model for r in run_a.records}

@@ -36,7 +36,9 @@ __all__ = [
     "comparability_problems",
     "compare_records",
     "estimate_pair",
+    "hardware_class",
     "merge_records",
+    "record_env",
 ]
 
 VERDICTS = ("faster", "slower", "equivalent", "negligible", "inconclusive", "invalid")
@@ -145,12 +147,28 @@ def merge_records(records: list[Record]) -> list[Record]:
     merged: dict[str, Record] = {}
     for rec in records:
         prev = merged.get(rec.case_id)
+        if prev is not None and prev.host.get("hardware") != rec.host.get("hardware"):
+            raise HarnessError(
+                f"{rec.case_id}: measured on different hardware ({prev.host.get('hardware')} "
+                f"and {rec.host.get('hardware')}); samples are not pooled across hardware"
+            )
         if prev is not None and prev.status == "ok" and rec.status == "ok":
             prev.samples = prev.samples + rec.samples
             prev.workload = prev.workload | {"processes": prev.workload.get("processes", 1) + 1}
         else:
             merged[rec.case_id] = Record.from_dict(rec.to_dict())
     return list(merged.values())
+
+
+def hardware_class(env: dict[str, Any]) -> str:
+    """The hardware a timing belongs to: CPU model and GPU (results never pool across it)."""
+    return f"{env.get('cpu_model')} · {env.get('gpu_name') or 'no GPU'}"
+
+
+def record_env(rec: Record, run_env: dict[str, Any]) -> dict[str, Any]:
+    """The environment a record was measured in: its node's (Ray) or else the run's."""
+    host_env = rec.host.get("env") if rec.host else None
+    return dict(host_env) if host_env else run_env
 
 
 def comparability_problems(env_a: dict[str, Any], env_b: dict[str, Any]) -> list[str]:

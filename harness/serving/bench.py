@@ -78,6 +78,9 @@ class ServeSpec:
     min_duration_s: float = 5.0
     rel_tol: float = 0.05
     max_probes: int = 8
+    #: Longest a Server probe may take at LoadGen's minimum query count: the search never
+    #: offers less than ``min_queries / max_probe_s`` QPS.
+    max_probe_s: float = 120.0
     buckets: int = 4
     price_per_hour: float | None = None
     options: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
@@ -378,6 +381,7 @@ def _serve_traffic(
                 upper=offline.completed_qps,
                 rel_tol=spec.rel_tol,
                 max_probes=spec.max_probes,
+                floor=max(offline.completed_qps / 64, spec.min_queries / spec.max_probe_s),
             )
             rec = s.record(capacity, offline, single, memory, time.perf_counter() - start)
         except Exception as exc:

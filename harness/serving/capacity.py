@@ -57,7 +57,7 @@ def find_capacity(
     hi = 0.95 * upper
     if run(hi):
         return Capacity(hi, upper, tuple(probes), "upper_passed")
-    lo = hi / 2
+    lo = max(lowest, hi / 2)
     while not run(lo):
         hi = lo
         if lo <= lowest or len(probes) >= max_probes:

@@ -161,12 +161,17 @@ def parse_result(
         completed = 1 / latency["mean"]
     duration = count / completed if completed else 0.0
     effective = {k[len("effective_") :]: v for k, v in log.items() if k.startswith("effective_")}
+    reason = str(log.get("result_invalid_reason") or "").strip()
+    if not reason and log.get("early_stopping_met") is False:
+        reason = "Early stopping not met: too few queries to be confident of the percentile."
+    if server.error is not None:
+        reason = f"a batch failed: {type(server.error).__name__}"
     effective["loadgen_version"] = log.get("loadgen_version")
     return ScenarioResult(
         scenario=settings.scenario,
         target_qps=settings.target_qps,
         valid=log.get("result_validity") == "VALID" and server.error is None,
-        invalid_reason=str(log.get("result_invalid_reason") or ""),
+        invalid_reason=reason,
         perf_constraints_met=bool(log.get("result_perf_constraints_met")),
         early_stopping_met=log.get("early_stopping_met"),
         query_count=count,
