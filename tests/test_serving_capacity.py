@@ -48,6 +48,14 @@ def test_brackets_decide_only_when_they_cannot_overlap() -> None:
     assert compare_brackets(base, Capacity(0.0, 1.0, (), "none_passed"))[0] == "no capacity"
 
 
+def test_a_noise_margin_widens_what_is_not_told_apart() -> None:
+    base = Capacity(100.0, 105.0, (), "converged")
+    lower = Capacity(90.0, 94.0, (), "converged")  # at most 6 % below
+    assert compare_brackets(base, lower, margin=0.0)[0] == "fewer"
+    assert compare_brackets(base, lower, margin=0.10)[0] == "within resolution"
+    assert compare_brackets(base, Capacity(70.0, 73.0, (), "converged"), margin=0.10)[0] == "fewer"
+
+
 def _simulated_latency(lam: float, service: float, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     gaps = rng.exponential(1 / lam, n)

@@ -36,7 +36,11 @@ def _compare_capacity(args: argparse.Namespace) -> int:
     from ..store import write_atomic
 
     a, b = args.runs
-    results, warnings = compare_capacity_runs(a, b, strict=not args.allow_incomparable)
+    if not 0 <= args.capacity_margin < 1:
+        raise HarnessError("--capacity-margin must be in [0, 1)")
+    results, warnings = compare_capacity_runs(
+        a, b, margin=args.capacity_margin, strict=not args.allow_incomparable
+    )
     console = make_console()
     for r in results:
         console.print(f"{r.key.split('/', 1)[1]}: {r.sentence()}")
@@ -168,6 +172,12 @@ def register(sub: Any) -> None:
         help="compare runs from different environments (warn instead of refusing)",
     )
     p.add_argument("--report", type=Path, help="with two runs: write Markdown + JSON here")
+    p.add_argument(
+        "--capacity-margin",
+        type=float,
+        default=0.15,
+        help="serve-bench runs: capacity changes within ±this are not called (run-to-run noise)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_compare)

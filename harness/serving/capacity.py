@@ -75,20 +75,21 @@ def find_capacity(
 
 
 def compare_brackets(
-    baseline: Capacity, candidate: Capacity
+    baseline: Capacity, candidate: Capacity, margin: float = 0.0
 ) -> tuple[str, float, tuple[float, float]]:
     """Candidate vs baseline capacity: the verdict, the ratio of the passing QPS, and the
-    range of ratios the two brackets allow. ``fewer``/``more`` only when the brackets do not
-    overlap (every capacity consistent with the candidate's probes is below / above every
-    one consistent with the baseline's); otherwise ``within resolution``."""
+    range of ratios the two brackets allow. ``fewer``/``more`` only when that whole range is
+    below ``1 - margin`` / above ``1 + margin``; otherwise ``within resolution``. A bracket
+    holds only the search's resolution, not run-to-run noise: ``margin`` is where that noise
+    goes (repeated runs of one command on a shared VM differ by several percent)."""
     if baseline.qps <= 0 or candidate.qps <= 0:
         return "no capacity", float("nan"), (float("nan"), float("nan"))
     ratio = candidate.qps / baseline.qps
     lowest = candidate.qps / baseline.fail_qps
     highest = candidate.fail_qps / baseline.qps
-    if highest < 1:
+    if highest < 1 - margin:
         verdict = "fewer"
-    elif lowest > 1:
+    elif lowest > 1 + margin:
         verdict = "more"
     else:
         verdict = "within resolution"

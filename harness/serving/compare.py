@@ -31,6 +31,7 @@ class CapacityComparison:
     ratio_low: float
     ratio_high: float
     verdict: str
+    margin: float
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,7 +47,8 @@ class CapacityComparison:
             )
         return (
             f"{self.candidate} and {self.baseline}: capacities at {bound} not told apart "
-            f"(ratio {self.ratio:.3f}, brackets allow {self.ratio_low:.3f}–{self.ratio_high:.3f})"
+            f"(ratio {self.ratio:.3f}, brackets allow {self.ratio_low:.3f}–{self.ratio_high:.3f}, "
+            f"noise margin ±{self.margin:.0%})"
         )
 
 
@@ -61,7 +63,7 @@ def _capacity(rec: Record) -> Capacity:
 
 
 def compare_capacity_runs(
-    baseline: Path, candidate: Path, *, strict: bool = True
+    baseline: Path, candidate: Path, *, margin: float = 0.15, strict: bool = True
 ) -> tuple[list[CapacityComparison], list[str]]:
     """Pair the two runs' capacity cases; returns the comparisons and any warnings."""
     run_a, run_b = load_run(baseline), load_run(candidate)
@@ -74,7 +76,9 @@ def compare_capacity_runs(
     b = {r.key: r for r in run_b.latest() if r.status == "ok"}
     out = []
     for key in sorted(a.keys() & b.keys()):
-        verdict, ratio, (low, high) = compare_brackets(_capacity(a[key]), _capacity(b[key]))
+        verdict, ratio, (low, high) = compare_brackets(
+            _capacity(a[key]), _capacity(b[key]), margin
+        )
         out.append(
             CapacityComparison(
                 key=key,
@@ -86,6 +90,7 @@ def compare_capacity_runs(
                 ratio_low=low,
                 ratio_high=high,
                 verdict=verdict,
+                margin=margin,
             )
         )
     if not out:
