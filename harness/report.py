@@ -185,15 +185,20 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
         lines += ["## Stability warnings", ""]
         lines += [f"- `{r.case_id}`: {'; '.join(r.summary['warnings'])}" for r in unstable]
         lines.append("")
+    return _write_report(out, lines, records, f"Run {run.meta.run_id}")
+
+
+def _write_report(out: Path, lines: list[str], records: list[Record], title: str) -> Path:
+    """Close a report with the cases not measured; write ``report.md`` and ``report.html``."""
     failed = [r for r in records if r.status != "ok"]
     if failed:
-        lines += ["## Not measured", ""]
+        lines = [*lines, "## Not measured", ""]
         lines += [f"- `{r.case_id}` **{r.status}**: {r.message}" for r in failed]
         lines.append("")
     text = "\n".join(lines) + "\n"
     md = out / "report.md"
     write_atomic(md, text)
-    write_atomic(out / "report.html", markdown_to_html(text, out, f"Run {run.meta.run_id}"))
+    write_atomic(out / "report.html", markdown_to_html(text, out, title))
     return md
 
 
@@ -235,13 +240,4 @@ def write_serve_report(run: Run) -> Path:
     for r in records:
         if r.scenario.get("probes"):
             lines += [f"### `{r.case_id}`", "", md_table(probe_rows(r))]
-    failed = [r for r in records if r.status != "ok"]
-    if failed:
-        lines += ["## Not measured", ""]
-        lines += [f"- `{r.case_id}` **{r.status}**: {r.message}" for r in failed]
-        lines.append("")
-    text = "\n".join(lines) + "\n"
-    md = out / "report.md"
-    write_atomic(md, text)
-    write_atomic(out / "report.html", markdown_to_html(text, out, f"Serving run {run.meta.run_id}"))
-    return md
+    return _write_report(out, lines, records, f"Serving run {run.meta.run_id}")

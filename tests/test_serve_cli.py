@@ -139,6 +139,12 @@ def test_history_records_capacity_for_serving_runs(serve_run: Path, tmp_path: Pa
         (["--languages", "tha", "--percentile", "1.5"], "--percentile"),
         (["--languages", "tha", "--p99", "fast"], "expected a duration"),
         (["--languages", "tha", "--max-probes", "1"], "--max-probes"),
+        (["--languages", "tha", "--price-per-hour", "-1"], "--price-per-hour"),
+        (["--languages", "tha", "--max-len", "2"], "--max-len"),
+        (["--languages", "tha", "--max-batch", "0"], "must be"),
+        (["--languages", "tha", "--corpus", "/nonexistent"], "corpus directory not found"),
+        (["--languages", "tha", "-m", "no-such-model"], "no-such-model"),
+        (["--languages", "tha", "--dtype", "bfloat16", "-b", "onnxruntime"], "float32"),
     ],
 )
 def test_bad_serving_inputs_exit_2_with_one_line(

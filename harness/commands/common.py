@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +23,7 @@ __all__ = [
     "make_console",
     "package_version",
     "progress_bar",
+    "run_options",
     "words",
 ]
 
@@ -39,6 +41,19 @@ def package_version() -> str:
 
 def default_cache() -> Path:
     return default_cache_dir()
+
+
+def run_options(args: argparse.Namespace, corpus: Path | None, **extra: Any) -> Any:
+    """The :class:`~harness.runner.RunOptions` every measuring command builds from its flags."""
+    from ..runner import RunOptions
+
+    return RunOptions(
+        cache_dir=args.cache_dir or default_cache(),
+        corpus=corpus,
+        allow_pickle=getattr(args, "allow_pickle", False),
+        allow_custom_code=getattr(args, "ignore_custom_code", False),
+        **extra,
+    )
 
 
 def make_console(quiet: bool = False) -> Console:

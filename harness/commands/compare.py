@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_OK, HarnessError
-from .common import DEFAULT_OUT, default_cache, make_console, progress_bar
+from .common import DEFAULT_OUT, make_console, progress_bar, run_options
 from .run import add_sweep_args, prepare_sweep
 
 __all__ = ["add_stat_args", "register", "settings_from_args"]
@@ -97,7 +97,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..render.console import rich_table
     from ..render.verdicts import verdict_rows
     from ..results import load_run
-    from ..runner import RunOptions
 
     settings = settings_from_args(args)
     if (
@@ -117,12 +116,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     spec = InterleaveSpec(
         min_rounds=args.min_rounds, max_rounds=args.max_rounds, block=args.block, seed=args.seed
     )
-    opts = RunOptions(
-        cache_dir=args.cache_dir or default_cache(),
-        corpus=corpus,
-        allow_pickle=args.allow_pickle,
-        allow_custom_code=args.ignore_custom_code,
-    )
+    opts = run_options(args, corpus)
     console = make_console(args.quiet)
     n_models = len({c.model.name for c in cases})
     total = (len(cases) + (len(cases) // n_models if args.aa else 0)) * args.processes

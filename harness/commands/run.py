@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import EXIT_CASES_FAILED, EXIT_OK, HarnessError
 from ..sweep import Case, SweepSpec
-from .common import DEFAULT_OUT, default_cache, ints, make_console, progress_bar, words
+from .common import DEFAULT_OUT, ints, make_console, progress_bar, run_options, words
 
 __all__ = ["add_sweep_args", "prepare_sweep", "register"]
 
@@ -252,7 +252,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..render.rows import result_rows
     from ..report import write_run_report
     from ..results import load_run
-    from ..runner import RunOptions
 
     prepared = prepare_sweep(args)
     sweep, cases, corpus = prepared.sweep, prepared.cases, prepared.corpus
@@ -266,11 +265,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None and not (args.resume / "run.json").is_file():
         raise HarnessError(f"{args.resume}: not a run directory (no run.json)")
     ray = _ray_target(args)
-    opts = RunOptions(
-        cache_dir=args.cache_dir or default_cache(),
-        corpus=corpus,
-        allow_pickle=args.allow_pickle,
-        allow_custom_code=args.ignore_custom_code,
+    opts = run_options(
+        args,
+        corpus,
         isolate=sweep.isolate,
         group_timeout_s=args.group_timeout,
     )

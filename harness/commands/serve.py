@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError
-from .common import DEFAULT_OUT, default_cache, make_console, words
+from .common import DEFAULT_OUT, make_console, run_options, words
 
 __all__ = ["parse_duration", "register"]
 
@@ -83,17 +83,11 @@ def cmd_serve_bench(args: argparse.Namespace) -> int:
     from ..render.serving import capacity_rows
     from ..report import write_serve_report
     from ..results import load_run
-    from ..runner import RunOptions
     from ..serving.bench import run_serve_bench
     from .run import report_failed_cases
 
     spec, corpus = _spec(args)
-    opts = RunOptions(
-        cache_dir=args.cache_dir or default_cache(),
-        corpus=corpus,
-        allow_pickle=args.allow_pickle,
-        allow_custom_code=args.ignore_custom_code,
-    )
+    opts = run_options(args, corpus)
     console = make_console(args.quiet)
 
     def emit(event: tuple[str, Any]) -> None:

@@ -96,6 +96,10 @@ class ServeSpec:
             raise HarnessError("--percentile must be in [0.5, 1)")
         if self.bound_s <= 0 or self.max_batch < 1 or self.max_delay_s < 0:
             raise HarnessError("the latency bound and --max-batch must be > 0, --max-delay >= 0")
+        if self.price_per_hour is not None and not self.price_per_hour >= 0:
+            raise HarnessError("--price-per-hour must be >= 0")
+        if self.max_len < 4:
+            raise HarnessError("--max-len must be >= 4 (two special tokens and some text)")
         if self.min_queries < 1 or self.min_duration_s <= 0 or self.max_probes < 3:
             raise HarnessError("--min-queries >= 1, --min-duration > 0 and --max-probes >= 3")
 

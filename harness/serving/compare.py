@@ -76,9 +76,7 @@ def compare_capacity_runs(
     b = {r.key: r for r in run_b.latest() if r.status == "ok"}
     out = []
     for key in sorted(a.keys() & b.keys()):
-        verdict, ratio, (low, high) = compare_brackets(
-            _capacity(a[key]), _capacity(b[key]), margin
-        )
+        verdict, ratio, (low, high) = compare_brackets(_capacity(a[key]), _capacity(b[key]), margin)
         out.append(
             CapacityComparison(
                 key=key,
