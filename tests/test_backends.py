@@ -136,3 +136,65 @@ def test_bf16_on_cpu_says_whether_it_is_native(cache_dir: Path) -> None:
     assert info["cpu_isa"] == cpu_isa()
     assert info["native_reduced_precision"] == bool({"avx512_bf16", "amx_bf16"} & set(cpu_isa()))
     assert b.output(b.run(b.bind(synthetic_batch(2, 8, TINY.vocab)))).dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("backend", "exporter", "fused_op"),
+    [
+        ("onnxruntime", "legacy", None),
+        ("onnxruntime", "dynamo", None),
+        ("onnxruntime-fused", "legacy", "Attention"),
+        ("onnxruntime-fused", "dynamo", "MultiHeadAttention"),
+    ],
+)
+def test_both_exporters_keep_parity_and_say_which_ran(
+    backend: str, exporter: str, fused_op: str | None, cache_dir: Path
+) -> None:
+    ckpt = load_checkpoint(_spec("sequence-classification"), cache_dir)
+    example = synthetic_batch(2, 16, TINY.vocab, seed=1, pad_rows=True)
+    probe = synthetic_batch(3, 29, TINY.vocab, seed=7, pad_rows=True)
+    with torch.inference_mode():
+        reference = ckpt.model(probe.input_ids, probe.attention_mask).numpy()
+    ctx = BackendContext("cpu", "float32", 1, cache_dir, (("exporter", exporter),))
+    b = make_backend(backend, ctx)
+    info = b.prepare(ckpt, example)
+    got = b.output(b.run(b.bind(probe)))
+    b.close()
+    np.testing.assert_allclose(got, reference, atol=1e-4, rtol=1e-4)
+    assert exporter in info["exporter"]
+    assert info["opset"] == (17 if exporter == "legacy" else 18)
+    if fused_op is not None:
+        # Each exporter's graph is fused by the tool that recognizes it: one per layer.
+        assert info["fusions"].get(fused_op) == TINY.layers
+
+
+def test_auto_falls_back_to_the_legacy_exporter_and_records_why(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.backends import onnxruntime as ortb
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("unsupported operator in this graph")
+
+    monkeypatch.setattr(ortb, "_export_dynamo", broken)
+    ckpt = load_checkpoint(_spec("encoder"), cache_dir)
+    b = make_backend("onnxruntime", BackendContext("cpu", "float32", 1, tmp_path))
+    info = b.prepare(ckpt, synthetic_batch(2, 8, TINY.vocab))
+    b.close()
+    assert "legacy" in info["exporter"]
+    assert "unsupported operator" in info["exporter_fallback"]
+    asked = make_backend(
+        "onnxruntime",
+        BackendContext("cpu", "float32", 1, tmp_path / "b", (("exporter", "dynamo"),)),
+    )
+    with pytest.raises(HarnessError, match="dynamo ONNX export failed"):
+        asked.prepare(ckpt, synthetic_batch(2, 8, TINY.vocab))
+    assert not list((tmp_path / "b" / "onnx").glob("*/model.onnx"))  # nothing half-written
+
+
+def test_auto_uses_dynamo_for_plain_graphs_and_legacy_for_the_fused_one() -> None:
+    from harness.backends.onnxruntime import resolve_exporter
+
+    assert resolve_exporter("auto", fused=False) == "dynamo"  # onnxscript is a dependency
+    assert resolve_exporter("auto", fused=True) == "legacy"
+    assert resolve_exporter("legacy", fused=False) == "legacy"

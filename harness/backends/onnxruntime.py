@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from ..workloads import Batch
 
 OPSET = 17
+#: The dynamo exporter's lowest supported opset (onnxscript's translations target 18).
+DYNAMO_OPSET = 18
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
@@ -55,76 +57,153 @@ def _quantize(plain: Path, per_channel: bool, big: str) -> tuple[Path, dict[str,
     return target, info
 
 
+EXPORTERS = ("auto", "dynamo", "legacy")
+
+
+def _onnxscript_version() -> str | None:
+    try:
+        import onnxscript
+    except ImportError:
+        return None
+    return str(onnxscript.__version__)
+
+
+def resolve_exporter(requested: str, fused: bool) -> str:
+    """``auto``: the dynamo exporter where onnxscript is installed, except for the fused
+    variant, whose default stays the legacy export that ORT's transformer optimizer packs into
+    one ``Attention`` node per layer (on a dynamo export onnxscript's fusions give
+    ``MultiHeadAttention`` with Q, K and V still apart)."""
+    if requested != "auto":
+        return requested
+    if fused or _onnxscript_version() is None:
+        return "legacy"
+    return "dynamo"
+
+
+def _export_legacy(model: torch.nn.Module, example: Batch, target: Path) -> None:
+    rank = example.input_ids.dim()
+    axes = {i: f"d{i}" for i in range(rank)}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example.input_ids, example.attention_mask),
+            str(target),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["output"],
+            dynamic_axes={
+                "input_ids": axes,
+                "attention_mask": axes,
+                "output": {0: "batch", 1: "o1", 2: "o2"},
+            },
+        )
+
+
+def _export_dynamo(model: torch.nn.Module, example: Batch, target: Path, big: bool) -> None:
+    import contextlib
+    import io
+
+    auto = torch.export.Dim.AUTO
+    dims = dict.fromkeys(range(example.input_ids.dim()), auto)
+    # The exporter reports its progress on stdout; measurement code never prints.
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example.input_ids, example.attention_mask),
+            str(target),
+            dynamo=True,
+            opset_version=DYNAMO_OPSET,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["output"],
+            dynamic_shapes=(dims, dims),
+            external_data=big,
+            verbose=False,
+        )
+
+
 def _export(
-    ckpt: Checkpoint, example: Batch, cache_dir: Path, fused: bool
+    ckpt: Checkpoint, example: Batch, cache_dir: Path, fused: bool, requested: str = "auto"
 ) -> tuple[Path, dict[str, Any]]:
     """Export (or reuse) the ONNX graph; returns its path and what was done."""
-    settings = f"opset{OPSET}-legacy-classic-torch{torch.__version__}-{ckpt.spec.head}"
+    exporter = resolve_exporter(requested, fused)
+    info: dict[str, Any] = {
+        "exported_module": "harness.fused.ExportModel (BERT's classic attention graph)",
+    }
+    try:
+        plain, facts = _export_cached(ckpt, example, cache_dir, exporter)
+    except Exception as exc:
+        if requested != "auto" or exporter == "legacy":
+            raise HarnessError(f"the {exporter} ONNX export failed: {exc}") from exc
+        # ``auto`` falls back to the legacy exporter, and says why in the record.
+        info["exporter_fallback"] = f"dynamo failed ({type(exc).__name__}: {str(exc)[:160]})"
+        exporter = "legacy"
+        plain, facts = _export_cached(ckpt, example, cache_dir, exporter)
+    info |= facts
+    if not fused:
+        return plain, info
+    folder = plain.parent
+    if exporter == "legacy":
+        target = folder / "model-fused-o0.onnx"
+        args = ["optimize", str(plain), str(target), str(ckpt.arch.heads), str(ckpt.arch.hidden)]
+        tool = "onnxruntime.transformers.optimizer (opt_level 0)"
+    else:
+        target = folder / "model-fused-onnxscript.onnx"
+        args = ["fuse-onnxscript", str(plain), str(target)]
+        tool = f"onnxscript.rewriter.ort_fusions {_onnxscript_version()}"
+    offline = _offline(target.with_suffix(".json"), target, [*args, _big(ckpt)])
+    info["optimizer"] = {
+        "tool": tool,
+        "peak_rss_bytes": offline.get("peak_rss_bytes"),
+        "ran": "in a child process",
+    }
+    info["fusions"] = offline.get("fusions", {})
+    return target, info
+
+
+def _export_cached(
+    ckpt: Checkpoint, example: Batch, cache_dir: Path, exporter: str
+) -> tuple[Path, dict[str, Any]]:
+    opset = OPSET if exporter == "legacy" else DYNAMO_OPSET
+    settings = f"opset{opset}-{exporter}-classic-torch{torch.__version__}-{ckpt.spec.head}"
     key = hashlib.sha256(f"{ckpt.weights.sha256}:{settings}".encode()).hexdigest()[:20]
     folder = cache_dir / "onnx" / key
     plain = folder / "model.onnx"
-    info: dict[str, Any] = {
+    facts: dict[str, Any] = {
         "export_key": key,
-        "opset": OPSET,
-        "exporter": "torch.onnx (legacy)",
-        "exported_module": "harness.fused.ExportModel (BERT's classic attention graph)",
+        "opset": opset,
+        "exporter": "torch.onnx (legacy, TorchScript-based)"
+        if exporter == "legacy"
+        else f"torch.onnx (dynamo, onnxscript {_onnxscript_version()})",
     }
-    if not plain.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        rank = example.input_ids.dim()
-        axes = {i: f"d{i}" for i in range(rank)}
-        fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=folder)
-        os.close(fd)
-        from ..fused import ExportModel
+    if plain.is_file():
+        return plain, facts | {"exported": False}
+    from ..fused import ExportModel
 
-        model = ExportModel(ckpt.model.float().cpu()).eval()
+    model = ExportModel(ckpt.model.float().cpu()).eval()
+    # Into a fresh directory first, renamed into place when complete: a dynamo export of a
+    # large model writes its weights beside the graph, and a half-written pair must never be
+    # found in the cache.
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=folder.parent))
+    try:
+        if exporter == "legacy":
+            _export_legacy(model, example, staging / "model.onnx")
+        else:
+            _export_dynamo(model, example, staging / "model.onnx", _big(ckpt) == "true")
         try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    model,
-                    (example.input_ids, example.attention_mask),
-                    tmp_name,
-                    dynamo=False,
-                    opset_version=OPSET,
-                    input_names=["input_ids", "attention_mask"],
-                    output_names=["output"],
-                    dynamic_axes={
-                        "input_ids": axes,
-                        "attention_mask": axes,
-                        "output": {0: "batch", 1: "o1", 2: "o2"},
-                    },
-                )
-            os.replace(tmp_name, plain)
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-        info["exported"] = True
-    else:
-        info["exported"] = False
-    if not fused:
-        return plain, info
-    target = folder / "model-fused-o0.onnx"
-    facts = _offline(
-        folder / "model-fused-o0.json",
-        target,
-        [
-            "optimize",
-            str(plain),
-            str(target),
-            str(ckpt.arch.heads),
-            str(ckpt.arch.hidden),
-            _big(ckpt),
-        ],
-    )
-    info["optimizer"] = {
-        "tool": "onnxruntime.transformers.optimizer",
-        "opt_level": 0,
-        "peak_rss_bytes": facts.get("peak_rss_bytes"),
-        "ran": "in a child process",
-    }
-    info["fusions"] = facts.get("fusions", {})
-    return target, info
+            os.rename(staging, folder)
+        except OSError:  # another worker finished the same export first
+            if not plain.is_file():
+                raise
+    finally:
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    return plain, facts | {"exported": True}
 
 
 def _big(ckpt: Checkpoint) -> str:
@@ -165,6 +244,7 @@ class OnnxRuntimeBackend:
 
     OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
         "graph_optimization_level": ("disable", "basic", "extended", "all"),
+        "exporter": EXPORTERS,
     }
 
     @classmethod
@@ -186,7 +266,8 @@ class OnnxRuntimeBackend:
 
         if self.ctx.dtype != "float32":
             raise HarnessError(f"{self.name}: only float32 is exported (asked {self.ctx.dtype})")
-        path, info = _export(ckpt, example, self.ctx.cache_dir, self.fused)
+        requested = self.ctx.option("exporter", "auto")
+        path, info = _export(ckpt, example, self.ctx.cache_dir, self.fused, requested)
         if self.int8:
             per_channel = self.ctx.option("per_channel", "false") == "true"
             path, extra = _quantize(path, per_channel, _big(ckpt))
