@@ -119,6 +119,10 @@ def _records(run_dir: Path) -> int:
     return len(f.read_text().splitlines()) if f.is_file() else 0
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_killed_sweep_loses_nothing_and_resumes(sig: int, tmp_path: Path, cache_dir: Path) -> None:
@@ -154,7 +158,15 @@ def test_killed_sweep_loses_nothing_and_resumes(sig: int, tmp_path: Path, cache_
         "-q",
     ]
     proc = subprocess.Popen(
-        args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and a child
+        # inherits that (Python then never raises KeyboardInterrupt): the sweep would run to
+        # the end and exit 0. Ctrl-C must reach it as it would from a terminal.
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
