@@ -49,6 +49,7 @@ def flat_rows(run: Run) -> list[dict[str, Any]]:
                 "rel_ci": s.get("rel_ci"),
                 "unstable": s.get("unstable"),
                 "sequences_per_s": t.get("sequences_per_s"),
+                "capacity_qps": t.get("capacity_qps"),
                 "real_tokens_per_s": t.get("real_tokens_per_s"),
                 "share_of_ceiling": t.get("share_of_ceiling"),
                 "pad_share": r.workload.get("pad_share"),

@@ -168,33 +168,32 @@ def test_both_exporters_keep_parity_and_say_which_ran(
         assert info["fusions"].get(fused_op) == TINY.layers
 
 
-def test_auto_falls_back_to_the_legacy_exporter_and_records_why(
+def test_auto_falls_back_to_the_dynamo_exporter_and_records_why(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """When the legacy exporter fails (or a future torch drops it), ``auto`` exports with
+    dynamo and the record says why; an exporter asked for by name never falls back."""
     from harness.backends import onnxruntime as ortb
 
     def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("unsupported operator in this graph")
+        raise RuntimeError("the legacy exporter was removed")
 
-    monkeypatch.setattr(ortb, "_export_dynamo", broken)
+    monkeypatch.setattr(ortb, "_export_legacy", broken)
     ckpt = load_checkpoint(_spec("encoder"), cache_dir)
     b = make_backend("onnxruntime", BackendContext("cpu", "float32", 1, tmp_path))
     info = b.prepare(ckpt, synthetic_batch(2, 8, TINY.vocab))
     b.close()
-    assert "legacy" in info["exporter"]
-    assert "unsupported operator" in info["exporter_fallback"]
-    asked = make_backend(
-        "onnxruntime",
-        BackendContext("cpu", "float32", 1, tmp_path / "b", (("exporter", "dynamo"),)),
-    )
-    with pytest.raises(HarnessError, match="dynamo ONNX export failed"):
+    assert "dynamo" in info["exporter"]
+    assert "legacy exporter was removed" in info["exporter_fallback"]
+    ctx = BackendContext("cpu", "float32", 1, tmp_path / "b", (("exporter", "legacy"),))
+    asked = make_backend("onnxruntime", ctx)
+    with pytest.raises(HarnessError, match="legacy ONNX export failed"):
         asked.prepare(ckpt, synthetic_batch(2, 8, TINY.vocab))
     assert not list((tmp_path / "b" / "onnx").glob("*/model.onnx"))  # nothing half-written
 
 
-def test_auto_uses_dynamo_for_plain_graphs_and_legacy_for_the_fused_one() -> None:
+def test_auto_prefers_the_legacy_exporter_whose_graphs_ran_faster() -> None:
     from harness.backends.onnxruntime import resolve_exporter
 
-    assert resolve_exporter("auto", fused=False) == "dynamo"  # onnxscript is a dependency
-    assert resolve_exporter("auto", fused=True) == "legacy"
-    assert resolve_exporter("legacy", fused=False) == "legacy"
+    assert resolve_exporter("auto") == "legacy"
+    assert resolve_exporter("dynamo") == "dynamo"

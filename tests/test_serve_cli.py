@@ -179,3 +179,15 @@ def test_missing_loadgen_says_which_extra_to_install(
     err = capsys.readouterr().err
     assert code == 2
     assert "xlmr-harness[serve]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_of_a_serving_run_carries_capacity(serve_run: Path) -> None:
+    from harness.export import flat_rows
+
+    run = load_run(serve_run)
+    rows = flat_rows(run)
+    assert len(rows) == len(run.latest())
+    by_id = {r.case_id: r for r in run.latest()}
+    for row in rows:
+        assert row["capacity_qps"] == by_id[row["case_id"]].scenario["capacity_qps"]
+        assert row["p99_ms"] > 0
