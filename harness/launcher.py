@@ -241,6 +241,10 @@ def run_sweep(
     """
     emit = emit or (lambda event: None)
     cases = cases if cases is not None else expand(sweep, models_dir)
+    if ray is not None:  # an unreachable cluster is an input error: nothing written yet
+        from .ray_executor import connect
+
+        connect(ray)
     if resume is not None:
         store = RunStore.open(resume)
         previous = load_run(resume).meta

@@ -197,6 +197,21 @@ def test_bad_executor_flags_exit_2(
     assert not (tmp_path / "o").exists()
 
 
+def test_an_unreachable_cluster_is_refused_before_anything_is_written(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    if ray.is_initialized():
+        ray.shutdown()
+    out = tmp_path / "o"
+    args = ["run", "-m", "xlmr-tiny", "--out", str(out), "--cache-dir", str(cache_dir)]
+    code = main([*args, "--executor", "ray://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach the Ray cluster" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_records_from_different_hardware_are_never_pooled() -> None:
     from harness.comparison.decide import merge_records
     from harness.results import Record

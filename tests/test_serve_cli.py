@@ -140,6 +140,7 @@ def test_history_records_capacity_for_serving_runs(serve_run: Path, tmp_path: Pa
         (["--languages", "tha", "--p99", "fast"], "expected a duration"),
         (["--languages", "tha", "--max-probes", "1"], "--max-probes"),
         (["--languages", "tha", "--price-per-hour", "-1"], "--price-per-hour"),
+        (["--languages", "tha", "--resolution", "0"], "--resolution"),
         (["--languages", "tha", "--max-len", "2"], "--max-len"),
         (["--languages", "tha", "--max-batch", "0"], "must be"),
         (["--languages", "tha", "--corpus", "/nonexistent"], "corpus directory not found"),

@@ -96,6 +96,8 @@ class ServeSpec:
             raise HarnessError("--percentile must be in [0.5, 1)")
         if self.bound_s <= 0 or self.max_batch < 1 or self.max_delay_s < 0:
             raise HarnessError("the latency bound and --max-batch must be > 0, --max-delay >= 0")
+        if not 0 < self.rel_tol < 1:
+            raise HarnessError("--resolution must be between 0 and 1 (0.05 = a 5 % bracket)")
         if self.price_per_hour is not None and not self.price_per_hour >= 0:
             raise HarnessError("--price-per-hour must be >= 0")
         if self.max_len < 4:
