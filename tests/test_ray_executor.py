@@ -224,3 +224,39 @@ def test_records_from_different_hardware_are_never_pooled() -> None:
     same = Record.from_dict(a.to_dict())
     assert len(merge_records([a, same])[0].samples) == 4
     json.dumps(a.to_dict())
+
+
+def test_results_of_a_mixed_cluster_are_grouped_by_hardware_and_versions() -> None:
+    from harness.render.rows import host_label, result_rows
+    from harness.results import Record
+
+    def rec(batch: int, cpu: str) -> Record:
+        case = {
+            "backend": "eager",
+            "device": "cpu",
+            "dtype": "float32",
+            "batch_size": batch,
+            "seq_len": 8,
+            "threads": 1,
+            "language": None,
+            "policy": None,
+            "options": [],
+        }
+        env = {"torch": "2.13.0", "onnxruntime": "1.32.0"}
+        host = {"hardware": f"{cpu} · no GPU", "env": env}
+        summary = {"p50": 0.01, "p90": 0.011, "rel_ci": 0.01, "n": 10}
+        return Record(
+            f"m/eager/cpu/float32/b{batch}/s8/t1",
+            case,
+            "ok",
+            summary=summary,
+            throughput={"sequences_per_s": 100.0, "tokens_per_s": 800.0},
+            host=host,
+        )
+
+    records = [rec(1, "EPYC"), rec(2, "Xeon"), rec(4, "EPYC")]
+    rows = result_rows(records)
+    assert [row["hardware"].split(" ·")[0] for row in rows] == ["EPYC", "EPYC", "Xeon"]
+    assert "torch 2.13.0" in rows[0]["hardware"]
+    assert "hardware" not in result_rows(records[:1])[0]  # one class: no column
+    assert host_label(Record("m/x", {}, "ok")) == "run"

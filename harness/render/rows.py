@@ -6,7 +6,7 @@ from typing import Any
 
 from ..results import Record
 
-__all__ = ["fmt_bytes", "fmt_ms", "parity_cell", "result_rows", "sort_records"]
+__all__ = ["fmt_bytes", "fmt_ms", "host_label", "parity_cell", "result_rows", "sort_records"]
 
 
 def fmt_ms(seconds: float | None) -> str:
@@ -113,16 +113,26 @@ def memory_cells(r: Record) -> dict[str, str]:
     return {"memory": fmt_bytes(peak), "Δ memory": fmt_bytes(delta)}
 
 
+def host_label(record: Record) -> str:
+    """Hardware class and library versions of the node a case ran on (``run``: measured where
+    the run's own environment says, i.e. locally)."""
+    if not record.host:
+        return "run"
+    env = record.host.get("env") or {}
+    names = ("torch", "onnxruntime", "transformers")
+    versions = " · ".join(f"{n} {env[n]}" for n in names if env.get(n))
+    hardware = str(record.host.get("hardware"))
+    return f"{hardware} · {versions}" if versions else hardware
+
+
 def result_rows(records: list[Record]) -> list[dict[str, str]]:
     ordered = sort_records(records)
     rows = [result_row(r) for r in ordered]
-    # Cases measured on a cluster of mixed machines: grouped by hardware class, which leads.
-    classes = {str(r.host.get("hardware", "")) for r in ordered}
+    # Cases measured on a cluster of mixed machines (or software): grouped by where they ran.
+    classes = {host_label(r) for r in ordered}
     if len(classes) > 1:
-        pairs = sorted(
-            zip(ordered, rows, strict=True), key=lambda p: str(p[0].host.get("hardware"))
-        )
-        rows = [{"hardware": str(r.host.get("hardware") or "driver"), **row} for r, row in pairs]
+        pairs = sorted(zip(ordered, rows, strict=True), key=lambda p: host_label(p[0]))
+        rows = [{"hardware": host_label(r), **row} for r, row in pairs]
     # Drop the language columns when no record has a language: less noise for shape sweeps.
     if all(row["lang"] == "–" for row in rows):
         for row in rows:
