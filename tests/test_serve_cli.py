@@ -63,6 +63,7 @@ def test_serve_bench_writes_one_capacity_record_per_traffic_and_policy(serve_run
     assert run.meta.kind == "serve"
     records = run.latest()
     assert len(records) == len(run.meta.planned) == 4  # 2 traffics x (longest, bucket)
+    assert {r.case_id for r in records} == set(run.meta.planned)
     assert {(r.case["language"], r.case["policy"]) for r in records} == {
         ("tha", "longest"),
         ("tha", "bucket"),
@@ -88,7 +89,9 @@ def test_serve_bench_writes_one_capacity_record_per_traffic_and_policy(serve_run
     bucketed = next(r for r in records if r.case["policy"] == "bucket")
     assert len(bucketed.scenario["batching"]["edges"]) >= 2
     mix = next(r for r in records if "+" in r.case["language"])
-    assert mix.scenario["traffic"]["shares"] == pytest.approx({"deu": 2 / 3, "jpn": 1 / 3})
+    assert mix.scenario["traffic"]["shares"] == pytest.approx(
+        {"deu": 2 / 3, "jpn": 1 / 3}, abs=1e-3
+    )
 
 
 def test_the_serving_report_has_the_capacity_table_and_the_load_plot(serve_run: Path) -> None:
@@ -192,3 +195,31 @@ def test_export_of_a_serving_run_carries_capacity(serve_run: Path) -> None:
     for row in rows:
         assert row["capacity_qps"] == by_id[row["case_id"]].scenario["capacity_qps"]
         assert row["p99_ms"] > 0
+
+
+def test_resume_finishes_a_serving_run_and_remeasures_nothing(
+    tmp_path: Path, small_corpus: Path, cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(
+            _serve(
+                out, small_corpus, cache_dir, "--languages", "de", "--policies", "longest,bucket"
+            )
+        )
+        == 0
+    )
+    (run_dir,) = out.iterdir()
+    lines = (run_dir / "records.jsonl").read_text().splitlines()
+    (run_dir / "records.jsonl").write_text(lines[0] + "\n")  # as if killed after one case
+    resume = ["serve-bench", "--resume", str(run_dir), "--corpus", str(small_corpus)]
+    assert main([*resume, "--cache-dir", str(cache_dir)]) == 0
+    run = load_run(run_dir)
+    assert [r.case_id for r in run.records] == [json.loads(x)["case_id"] for x in lines]
+    assert {r.case_id for r in run.latest()} == set(run.meta.planned)
+    assert all("/deu/" in c for c in run.meta.planned)  # "de" is stored as ISO 639-3
+    assert main([*resume, "--cache-dir", str(cache_dir)]) == 0  # nothing left: nothing re-run
+    assert len(load_run(run_dir).records) == 2
+    capsys.readouterr()
+    assert main([*resume, "-m", "xlmr-tiny"]) == 2
+    assert "drop -m" in capsys.readouterr().err

@@ -23,12 +23,27 @@ def parse_duration(text: str) -> float:
     return value * {"ms": 1e-3, "s": 1.0, "us": 1e-6}[unit]
 
 
+def _resumed(args: argparse.Namespace) -> Any:
+    from ..corpus import resolve_corpus
+    from ..results import load_run
+    from ..serving.bench import ServeSpec
+    from ..serving.loadgen import require_loadgen
+
+    require_loadgen()
+    if args.models or args.backends or args.languages:
+        raise HarnessError("--resume takes the run's own settings: drop -m, -b and --languages")
+    run = load_run(args.resume)
+    if run.meta.kind != "serve":
+        raise HarnessError(f"{args.resume}: not a serve-bench run")
+    return ServeSpec.from_run(run.meta.config, str(args.resume)), resolve_corpus(args.corpus)
+
+
 def _spec(args: argparse.Namespace) -> Any:
     from ..checkpoints import preflight
     from ..corpus import resolve_corpus
     from ..serving.bench import ServeSpec, check_serve_backends
     from ..serving.loadgen import require_loadgen
-    from ..serving.traffic import parse_mix
+    from ..serving.traffic import traffic_name
     from ..sweep import SweepSpec, expand
     from .run import _backend_options
 
@@ -37,8 +52,7 @@ def _spec(args: argparse.Namespace) -> Any:
         raise HarnessError("serve-bench needs -m MODEL, -b BACKEND and --languages")
     check_serve_backends(tuple(args.backends))
     corpus = resolve_corpus(args.corpus)
-    for traffic in args.languages:
-        parse_mix(traffic, corpus)
+    traffic = tuple(dict.fromkeys(traffic_name(t, corpus) for t in args.languages))
     options = _backend_options(args.backend_option, {}) or {}
     sweep = SweepSpec(
         name="serve",
@@ -58,7 +72,7 @@ def _spec(args: argparse.Namespace) -> Any:
     spec = ServeSpec(
         models=models,
         backends=tuple(args.backends),
-        traffic=tuple(args.languages),
+        traffic=traffic,
         policies=args.policies,
         device=args.device,
         dtype=args.dtype,
@@ -86,7 +100,7 @@ def cmd_serve_bench(args: argparse.Namespace) -> int:
     from ..serving.bench import run_serve_bench
     from .run import report_failed_cases
 
-    spec, corpus = _spec(args)
+    spec, corpus = _resumed(args) if args.resume is not None else _spec(args)
     opts = run_options(args, corpus)
     console = make_console(args.quiet)
 
@@ -104,7 +118,7 @@ def cmd_serve_bench(args: argparse.Namespace) -> int:
         elif kind == "done":
             console.print(f"  → {payload.status}: {payload.message or 'done'}")
 
-    path = run_serve_bench(spec, args.out, opts, emit)
+    path = run_serve_bench(spec, args.out, opts, emit, resume=args.resume)
     run = load_run(path)
     report = write_serve_report(run)
     console.print(rich_table(capacity_rows(run.latest()), run.meta.run_id))
@@ -150,5 +164,6 @@ def register(sub: Any) -> None:
         "--backend-option", action="append", metavar="BACKEND.KEY=VALUE", help="(repeatable)"
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--resume", type=Path, help="finish this serve-bench run's remaining cases")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_serve_bench)

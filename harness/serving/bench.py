@@ -122,6 +122,26 @@ class ServeSpec:
         out["models"] = [m.name for m in self.models]
         return out
 
+    @classmethod
+    def from_run(cls, config: dict[str, Any], where: str) -> ServeSpec:
+        """The spec a serve run was started with (``run.json``), to resume it."""
+        data = dict(config.get("serve") or {})
+        models = config.get("models") or {}
+        if not data or not models:
+            raise HarnessError(f"{where}: not a serve-bench run (no serve settings to resume)")
+        try:
+            data["models"] = tuple(
+                ModelSpec.from_dict(dict(models[name]), where) for name in data["models"]
+            )
+            for key in ("backends", "traffic", "policies"):
+                data[key] = tuple(data[key])
+            data["options"] = {
+                b: tuple(tuple(kv) for kv in opts) for b, opts in data.get("options", {}).items()
+            }
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise HarnessError(f"{where}: serve settings unreadable ({exc})") from None
+
 
 def serve_case_id(spec: ServeSpec, model: str, backend: str, traffic: str, policy: str) -> str:
     pct = f"{100 * spec.percentile:g}"
@@ -327,11 +347,19 @@ def _serve_group(
     store: RunStore,
     opts: RunOptions,
     emit: Callable[[ServeEvent], None],
+    done: set[str],
 ) -> None:
     from ..tokenize import get_tokenizer
 
     assert opts.corpus is not None
-    todo = [(t, p) for t in spec.traffic for p in spec.policies]
+    todo = [
+        (t, p)
+        for t in spec.traffic
+        for p in spec.policies
+        if serve_case_id(spec, case.model.name, case.backend, t, p) not in done
+    ]
+    if not todo:
+        return  # a resumed run that finished this group already
 
     def fail(status: str, message: str, trace: str = "", **extra: Any) -> None:
         for t, p in todo:
@@ -353,8 +381,10 @@ def _serve_group(
             return
         tok = get_tokenizer(case.model.source, group.ckpt.path, opts.corpus, opts.cache_dir)
         for name in spec.traffic:
+            if not any(t == name for t, _ in todo):
+                continue
             traffic = build_traffic(name, opts.corpus, tok, spec.max_len, group.ckpt.arch.vocab)
-            _serve_traffic(spec, case, group, traffic, tok.info, store, emit)
+            _serve_traffic(spec, case, group, traffic, tok.info, store, emit, done)
     finally:
         group.backend.close()
 
@@ -367,6 +397,7 @@ def _serve_traffic(
     tokenizer: dict[str, Any],
     store: RunStore,
     emit: Callable[[ServeEvent], None],
+    done: set[str],
 ) -> None:
     run_batch = _batch_runner(group, traffic, case.model.choices)
     single: ScenarioResult | None = None
@@ -379,6 +410,8 @@ def _serve_traffic(
             tokenizer,
             emit,
         )
+        if s.case_id in done:
+            continue
         emit(("start", s.case_id))
         memory = PeakRSS()
         memory.start()
@@ -423,9 +456,10 @@ def run_serve_bench(
     out: Path,
     opts: RunOptions,
     emit: Callable[[ServeEvent], None] = lambda _: None,
+    resume: Path | None = None,
 ) -> Path:
     """Measure every (checkpoint, backend, traffic, policy) into a new run directory under
-    ``out``; returns the run's path."""
+    ``out`` (or the cases ``resume``'s run has not finished); returns the run's path."""
     require_loadgen()
     from ..env import collect_env
 
@@ -438,15 +472,20 @@ def run_serve_bench(
         for t in spec.traffic
         for p in spec.policies
     ]
-    meta = RunMeta(
-        run_id=new_run_id("serve"),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        kind="serve",
-        env=collect_env(),
-        config={"serve": spec.to_dict(), "models": {m.name: m.to_dict() for m in spec.models}},
-        planned=planned,
-    )
-    store = RunStore.create(out, meta)
+    if resume is not None:
+        store = RunStore.open(resume)
+        done = store.done()
+    else:
+        meta = RunMeta(
+            run_id=new_run_id("serve"),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            kind="serve",
+            env=collect_env(),
+            config={"serve": spec.to_dict(), "models": {m.name: m.to_dict() for m in spec.models}},
+            planned=planned,
+        )
+        store = RunStore.create(out, meta)
+        done = set()
     for case in cases:
-        _serve_group(spec, case, store, opts, emit)
+        _serve_group(spec, case, store, opts, emit, done)
     return store.path

@@ -19,7 +19,7 @@ from ..errors import HarnessError
 from ..textload import encode_with_specials
 from ..tokenize import TextTokenizer
 
-__all__ = ["Traffic", "build_traffic", "parse_mix"]
+__all__ = ["Traffic", "build_traffic", "parse_mix", "traffic_name"]
 
 #: Queries in a mixture's pool (LoadGen draws from it uniformly).
 MIX_POOL = 2048
@@ -42,6 +42,17 @@ def parse_mix(spec: str, corpus: Path) -> tuple[tuple[str, float], ...]:
         raise HarnessError(f"traffic {spec!r}: a language appears twice")
     total = sum(w for _, w in parts)
     return tuple((c, w / total) for c, w in parts)
+
+
+def traffic_name(spec: str, corpus: Path) -> str:
+    """The canonical name of a traffic spec: ``de`` → ``deu``, ``deu:2+jpn`` →
+    ``deu:0.667+jpn:0.333`` (what case ids and records say)."""
+    shares = parse_mix(spec, corpus)
+    return _name(shares)
+
+
+def _name(shares: tuple[tuple[str, float], ...]) -> str:
+    return "+".join(c if len(shares) == 1 else f"{c}:{w:.3g}" for c, w in shares)
 
 
 @dataclass(frozen=True)
@@ -92,9 +103,8 @@ def build_traffic(
             rows = encoded[code]
             picked.append(rows[cursors[code] % len(rows)])
             cursors[code] += 1
-    name = "+".join(c if len(shares) == 1 else f"{c}:{w:.3g}" for c, w in shares)
     return Traffic(
-        name=name,
+        name=_name(shares),
         shares=shares,
         rows=[p[0] for p in picked],
         truncated_share=float(np.mean([p[1] for p in picked])),
