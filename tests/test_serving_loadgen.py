@@ -9,7 +9,14 @@ import pytest
 
 from harness.serving.batcher import Request
 from harness.serving.capacity import find_capacity
-from harness.serving.loadgen import Batching, ScenarioSettings, read_detail_log, run_scenario
+from harness.serving.loadgen import (
+    Batching,
+    ScenarioResult,
+    ScenarioSettings,
+    read_detail_log,
+    run_confirmed,
+    run_scenario,
+)
 from harness.serving.queueing import md1_capacity
 
 LENGTHS = [10 + i % 40 for i in range(64)]
@@ -96,20 +103,31 @@ def test_a_failing_batch_fails_the_run_without_hanging_loadgen() -> None:
 
 def test_the_capacity_search_finds_the_md1_answer() -> None:
     """Poisson arrivals, one query at a time, deterministic service: an M/D/1 queue, whose
-    p99 capacity has a closed form (harness.serving.queueing). The search over real LoadGen
-    Server runs must land within 10 % of it."""
+    latency percentiles have a closed form (harness.serving.queueing). The search over real
+    LoadGen Server runs, judged as serve-bench judges them, must land within 10 % of the
+    analytic capacity. The bound is on p90: LoadGen's early stopping asks for confidence in
+    the percentile, which at p99 and a few thousand queries holds the answer several percent
+    below the p99 capacity by design (about p99.5), leaving the 10 % little room for noise."""
     backend = SleepingBackend(0.002)
-    bound = 0.010
+    bound = 0.006
 
-    def probe(qps: float) -> bool:
+    def run(qps: float, queries: int) -> ScenarioResult:
         settings = ScenarioSettings(
-            "server", target_qps=qps, bound_s=bound, min_queries=2000, min_duration_s=0.5
+            "server",
+            target_qps=qps,
+            bound_s=bound,
+            percentile=0.9,
+            min_queries=queries,
+            min_duration_s=0.5,
         )
-        return run_scenario(settings, Batching(1, 0.0), backend, LENGTHS).valid
+        return run_scenario(settings, Batching(1, 0.0), backend, LENGTHS)
+
+    def probe(qps: float) -> bool:  # judged as serve-bench judges its probes
+        return run_confirmed(lambda n: run(qps, n), 1500)[-1].valid
 
     cap = find_capacity(probe, upper=1 / 0.002, rel_tol=0.04, max_probes=8)
-    analytic = md1_capacity(backend.mean_service, bound, 0.99)
-    assert cap.qps == pytest.approx(analytic, rel=0.10), (cap, backend.mean_service)
+    analytic = md1_capacity(backend.mean_service, bound, 0.9)
+    assert cap.qps == pytest.approx(analytic, rel=0.10), (cap, backend.mean_service, analytic)
 
 
 def test_the_detail_log_parser_keeps_the_last_value_and_skips_noise(tmp_path: Path) -> None:
@@ -122,3 +140,23 @@ def test_the_detail_log_parser_keeps_the_last_value_and_skips_noise(tmp_path: Pa
         encoding="utf-8",
     )
     assert read_detail_log(log) == {"result_validity": "VALID"}
+
+
+def test_an_early_stopping_only_failure_is_rerun_with_twice_the_queries() -> None:
+    from dataclasses import replace
+
+    base = ScenarioResult(
+        "server", 100.0, False, "early stopping", True, False, 700, 5, 99.0, 99.0, {}, {}, 0.5, 7.0
+    )
+    asked: list[int] = []
+
+    def once(n: int) -> ScenarioResult:
+        asked.append(n)
+        return base if len(asked) == 1 else replace(base, valid=True, early_stopping_met=True)
+
+    runs = run_confirmed(once, 700)
+    assert asked == [700, 1400] and runs[-1].valid
+    asked.clear()
+    over = replace(base, perf_constraints_met=False)  # the percentile itself missed: no rerun
+    assert run_confirmed(lambda n: asked.append(n) or over, 700) == (over,)
+    assert asked == [700]

@@ -31,7 +31,14 @@ from ..sweep import Case
 from ..workloads import padded_batch
 from .batcher import POLICIES, Request, default_edges
 from .capacity import Capacity, find_capacity
-from .loadgen import Batching, ScenarioResult, ScenarioSettings, require_loadgen, run_scenario
+from .loadgen import (
+    Batching,
+    ScenarioResult,
+    ScenarioSettings,
+    require_loadgen,
+    run_confirmed,
+    run_scenario,
+)
 from .traffic import Traffic, build_traffic
 
 __all__ = [
@@ -228,20 +235,11 @@ class _Serving:
         spec = self.spec
 
         def probe(qps: float) -> bool:
-            queries = spec.min_queries
-            for attempt in range(2):
-                result = self._server_run(qps, queries, run_batch)
+            runs = run_confirmed(lambda n: self._server_run(qps, n, run_batch), spec.min_queries)
+            for result in runs:
                 if result.error:
                     raise RuntimeError(f"a batch failed at {qps:.1f} QPS: {result.error}")
-                # The percentile was met but early stopping could not be confident of it (a
-                # few slow queries among LoadGen's minimum): LoadGen's own advice is more
-                # queries, so the load is run once more with twice as many before it counts
-                # as failed. A shared machine's one-off hiccup then cannot collapse a search.
-                ambiguous = result.perf_constraints_met and result.early_stopping_met is False
-                if result.valid or not ambiguous or attempt:
-                    return result.valid
-                queries *= 2
-            return False
+            return runs[-1].valid
 
         return probe
 
