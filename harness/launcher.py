@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .env import collect_env
 from .errors import HarnessError
-from .results import Record, RunMeta, load_run
+from .results import Record, RunMeta, load_run, timestamp
 from .runner import Event, RunOptions, error_record, run_group
 from .store import RunStore, new_run_id
 from .sweep import Case, SweepSpec, expand
@@ -255,7 +255,7 @@ def run_sweep(
     else:
         meta = RunMeta(
             run_id=new_run_id(sweep.name),
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            created=timestamp(),
             kind="sweep",
             env=collect_env(),
             config={

@@ -32,7 +32,7 @@ class Metric:
     scope: str = "all"
 
     def applies(self, record: Record) -> bool:
-        return self.scope == "all" or bool(record.scenario.get("capacity_qps") is not None)
+        return self.scope == "all" or record.scenario.get("capacity_qps") is not None
 
 
 METRICS: dict[str, Metric] = {

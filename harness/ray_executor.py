@@ -61,8 +61,6 @@ class RayTarget:
     address: str | None = None
     share_nodes: bool = False
     retries: int = 0
-    #: CPUs of a local instance (default: all of this machine's).
-    local_cpus: int | None = None
 
 
 def parse_executor(text: str) -> RayTarget | None:
@@ -86,7 +84,6 @@ def connect(target: RayTarget) -> Any:
     if not ray.is_initialized():
         if target.address is None:
             ray.init(
-                num_cpus=target.local_cpus,
                 resources={NODE_RESOURCE: 1},
                 include_dashboard=False,
                 log_to_driver=False,
@@ -218,8 +215,8 @@ def run_groups_on_ray(
         if attempts[blamed.case_id] <= target.retries:
             submit(remaining)  # the retry policy: the whole rest of the group, fresh worker
             return
-        rec = error_record(blamed, "error", f"worker died {_where(state.node)}: {reason}")
-        rec.host = state.node
+        message = f"worker died {_where(state.node)}: {reason}"
+        rec = error_record(blamed, "error", message, host=state.node)
         store.append(rec)
         emit(("done", rec))
         rest = [c for c in remaining if c is not blamed]
@@ -261,7 +258,6 @@ def run_groups_on_ray(
             state.done.add(rec.case_id)
             emit(("done", rec))
         elif kind == "crash":
-            state.current = state.current or None
             ray.cancel(gen, force=True)
             del running[gen]
             failed(state, payload)

@@ -20,6 +20,7 @@ Older files are migrated on load, newer ones refused; never misread.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -27,10 +28,16 @@ from typing import Any
 
 from .errors import HarnessError
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "Record", "Run", "RunMeta", "load_run"]
+__all__ = ["SCHEMA_VERSION", "STATUSES", "Record", "Run", "RunMeta", "load_run", "timestamp"]
 
 SCHEMA_VERSION = 4
 STATUSES = ("ok", "invalid", "error", "skipped")
+
+
+def timestamp() -> str:
+    """Local time with its UTC offset, as records (``started_at``) and runs (``created``) say it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
 
 #: ``MIGRATIONS[v]`` turns a version-``v`` run.json dict into version ``v + 1``.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {

@@ -28,7 +28,7 @@ from .errors import HarnessError
 from .memory import PeakRSS
 from .parity import parity_check, parity_message
 from .realtext import check_real_text
-from .results import Record
+from .results import Record, timestamp
 from .stats import is_unstable, summarize
 from .store import RecordSink
 from .sweep import Case
@@ -42,6 +42,7 @@ __all__ = [
     "build_record",
     "case_inputs",
     "error_record",
+    "memory_facts",
     "prepare_group",
     "run_group",
 ]
@@ -65,10 +66,6 @@ class RunOptions:
     repeat: int = 0
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
 def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError | torch.OutOfMemoryError):
         return True
@@ -76,17 +73,30 @@ def _is_oom(exc: BaseException) -> bool:
     return "out of memory" in text or "failed to allocate" in text
 
 
-def error_record(case: Case, status: str, message: str, **extra: Any) -> Record:
+def error_record(
+    case: Case, status: str, message: str, case_id: str | None = None, **extra: Any
+) -> Record:
     """The record of a case that was not measured (``error``, ``invalid``, ``skipped``):
-    the one place such records are built, by the runner, the launcher and comparisons."""
+    the one place such records are built, by the runner, the launcher, comparisons and
+    ``serve-bench`` (whose case ids name its serving settings: ``case_id``)."""
     return Record(
-        case_id=case.case_id,
+        case_id=case_id or case.case_id,
         case=case.to_dict(),
         status=status,
         message=message,
-        started_at=_now(),
+        started_at=timestamp(),
         **extra,
     )
+
+
+def memory_facts(memory: PeakRSS, group: Group) -> dict[str, Any]:
+    """A measured case's memory: its peak resident memory above its start, and the weights'."""
+    return {
+        "peak_rss_delta_bytes": memory.peak_delta(),
+        "rss_before_bytes": memory.before,
+        "method": memory.method,
+        "param_bytes": group.ckpt.weights.param_bytes,
+    }
 
 
 @dataclass
@@ -243,7 +253,7 @@ def build_record(
 ) -> Record:
     """Statistics, throughput, memory and compute of a measured case, as a versioned record."""
     batches, workload = inputs.batches, dict(inputs.workload)
-    peak = memory.peak_delta()
+    memory_row = memory_facts(memory, group)
     summary = summarize(samples.values, len(batches))
     unstable = is_unstable(summary.rel_ci, case.measure.target_rel_ci)
     warnings = list(summary.warnings)
@@ -283,16 +293,11 @@ def build_record(
         stop_reason=samples.stop_reason,
         summary=summary.to_dict() | {"unstable": unstable},
         throughput=throughput,
-        memory={
-            "peak_rss_delta_bytes": peak,
-            "rss_before_bytes": memory.before,
-            "method": memory.method,
-            "param_bytes": group.ckpt.weights.param_bytes,
-        },
+        memory=memory_row,
         parity=group.parity,
         cold=group.cold | {"bind_s": inputs.bind_s, "first_call_s": first_call_s},
         gpu=device,
-        started_at=_now(),
+        started_at=timestamp(),
         wall_s=samples.wall_s,
     )
 

@@ -26,8 +26,8 @@ def parse_duration(text: str) -> float:
 def _resumed(args: argparse.Namespace) -> Any:
     from ..corpus import resolve_corpus
     from ..results import load_run
-    from ..serving.bench import ServeSpec
     from ..serving.loadgen import require_loadgen
+    from ..serving.spec import ServeSpec
 
     require_loadgen()
     if args.models or args.backends or args.languages:
@@ -41,8 +41,8 @@ def _resumed(args: argparse.Namespace) -> Any:
 def _spec(args: argparse.Namespace) -> Any:
     from ..checkpoints import preflight
     from ..corpus import resolve_corpus
-    from ..serving.bench import ServeSpec, check_serve_backends
     from ..serving.loadgen import require_loadgen
+    from ..serving.spec import ServeSpec, check_serve_backends
     from ..serving.traffic import traffic_name
     from ..sweep import SweepSpec, expand
     from .run import _backend_options

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -13,7 +12,7 @@ from ..config import ModelSpec
 from ..env import collect_env
 from ..errors import HarnessError
 from ..launcher import run_in_worker
-from ..results import Record, Run, RunMeta, load_run
+from ..results import Record, Run, RunMeta, load_run, timestamp
 from ..runner import Event, RunOptions, error_record
 from ..store import RunStore, new_run_id
 from ..sweep import Case, SweepSpec, expand
@@ -83,7 +82,7 @@ def run_comparison(
     arms = _arm_cases(sweep, models_dir, aa)
     meta = RunMeta(
         run_id=new_run_id("compare"),
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        created=timestamp(),
         kind="compare",
         env=collect_env(),
         config={

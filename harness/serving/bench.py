@@ -18,18 +18,18 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelSpec
 from ..errors import HarnessError
 from ..memory import PeakRSS
-from ..results import Record, RunMeta
-from ..runner import Group, RunOptions, error_record, prepare_group
+from ..results import Record, RunMeta, timestamp
+from ..runner import Group, RunOptions, error_record, memory_facts, prepare_group
 from ..store import RunStore, new_run_id
 from ..sweep import Case
 from ..workloads import padded_batch
-from .batcher import POLICIES, Request, default_edges
+from .batcher import Request, default_edges
 from .capacity import Capacity, find_capacity
 from .loadgen import (
     Batching,
@@ -39,123 +39,13 @@ from .loadgen import (
     run_confirmed,
     run_scenario,
 )
+from .spec import ServeSpec, serve_case_id
 from .traffic import Traffic, build_traffic
 
-__all__ = [
-    "SERVE_BACKENDS",
-    "ServeSpec",
-    "check_serve_backends",
-    "run_serve_bench",
-    "serve_case_id",
-]
-
-#: Backends that take any batch shape as it comes. ``cuda-graph`` captures one graph per shape
-#: and ``compile`` recompiles per shape: under arbitrary traffic shapes they would measure
-#: their compilers, not serving.
-SERVE_BACKENDS = ("eager", "torchscript", "onnxruntime", "onnxruntime-fused", "onnxruntime-int8")
+__all__ = ["run_serve_bench"]
 
 #: ``("start", label)`` / ``("probe", (label, ScenarioResult))`` / ``("done", Record)``.
 ServeEvent = tuple[str, Any]
-
-
-def check_serve_backends(backends: tuple[str, ...]) -> None:
-    for b in backends:
-        if b not in SERVE_BACKENDS:
-            raise HarnessError(
-                f"backend {b!r} cannot serve arbitrary shapes; serve-bench takes "
-                f"{', '.join(SERVE_BACKENDS)}"
-            )
-
-
-@dataclass(frozen=True)
-class ServeSpec:
-    models: tuple[ModelSpec, ...]
-    backends: tuple[str, ...]
-    traffic: tuple[str, ...]
-    policies: tuple[str, ...] = ("longest", "bucket")
-    device: str = "cpu"
-    dtype: str = "float32"
-    threads: int = 1
-    max_len: int = 128
-    max_batch: int = 8
-    max_delay_s: float = 0.005
-    bound_s: float = 0.05
-    percentile: float = 0.99
-    min_queries: int = 1024
-    min_duration_s: float = 5.0
-    rel_tol: float = 0.05
-    max_probes: int = 8
-    #: Longest a Server probe may take at LoadGen's minimum query count: the search never
-    #: offers less than ``min_queries / max_probe_s`` QPS.
-    max_probe_s: float = 120.0
-    buckets: int = 4
-    price_per_hour: float | None = None
-    options: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        check_serve_backends(self.backends)
-        for p in self.policies:
-            if p not in POLICIES:
-                raise HarnessError(
-                    f"unknown batching policy {p!r} (policies: {', '.join(POLICIES)})"
-                )
-        if not 0.5 <= self.percentile < 1:
-            raise HarnessError("--percentile must be in [0.5, 1)")
-        if self.bound_s <= 0 or self.max_batch < 1 or self.max_delay_s < 0:
-            raise HarnessError("the latency bound and --max-batch must be > 0, --max-delay >= 0")
-        if not 0 < self.rel_tol < 1:
-            raise HarnessError("--resolution must be between 0 and 1 (0.05 = a 5 % bracket)")
-        if self.price_per_hour is not None and not self.price_per_hour >= 0:
-            raise HarnessError("--price-per-hour must be >= 0")
-        if self.max_len < 4:
-            raise HarnessError("--max-len must be >= 4 (two special tokens and some text)")
-        if self.min_queries < 1 or self.min_duration_s <= 0 or self.max_probes < 3:
-            raise HarnessError("--min-queries >= 1, --min-duration > 0 and --max-probes >= 3")
-
-    def group_case(self, model: ModelSpec, backend: str) -> Case:
-        return Case(
-            model=model,
-            backend=backend,
-            batch_size=self.max_batch,
-            seq_len=self.max_len,
-            device=self.device,
-            dtype=self.dtype,
-            threads=self.threads,
-            options=self.options.get(backend, ()),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["models"] = [m.name for m in self.models]
-        return out
-
-    @classmethod
-    def from_run(cls, config: dict[str, Any], where: str) -> ServeSpec:
-        """The spec a serve run was started with (``run.json``), to resume it."""
-        data = dict(config.get("serve") or {})
-        models = config.get("models") or {}
-        if not data or not models:
-            raise HarnessError(f"{where}: not a serve-bench run (no serve settings to resume)")
-        try:
-            data["models"] = tuple(
-                ModelSpec.from_dict(dict(models[name]), where) for name in data["models"]
-            )
-            for key in ("backends", "traffic", "policies"):
-                data[key] = tuple(data[key])
-            data["options"] = {
-                b: tuple(tuple(kv) for kv in opts) for b, opts in data.get("options", {}).items()
-            }
-            return cls(**data)
-        except (KeyError, TypeError) as exc:
-            raise HarnessError(f"{where}: serve settings unreadable ({exc})") from None
-
-
-def serve_case_id(spec: ServeSpec, model: str, backend: str, traffic: str, policy: str) -> str:
-    pct = f"{100 * spec.percentile:g}"
-    return (
-        f"{model}/serve/{backend}/{spec.device}/{spec.dtype}/t{spec.threads}/{traffic}/{policy}"
-        f"/mb{spec.max_batch}/d{1e3 * spec.max_delay_s:g}ms/p{pct}<={1e3 * spec.bound_s:g}ms"
-    )
 
 
 def _batch_runner(group: Group, traffic: Traffic, choices: int) -> Callable[[list[Request]], None]:
@@ -226,7 +116,9 @@ class _Serving:
             str(self.case.policy),
         )
 
+    @cached_property
     def batching(self) -> Batching:
+        """The case's batcher settings; bucket edges from the traffic's lengths, once."""
         policy = str(self.case.policy)
         edges = default_edges(self.traffic.lengths, self.spec.buckets) if policy == "bucket" else ()
         return Batching(self.spec.max_batch, self.spec.max_delay_s, policy, edges)
@@ -256,7 +148,7 @@ class _Serving:
             min_duration_s=spec.min_duration_s,
         )
         meter = _energy_meter(spec.device)
-        result = run_scenario(settings, self.batching(), run_batch, self.traffic.lengths)
+        result = run_scenario(settings, self.batching, run_batch, self.traffic.lengths)
         if meter is not None:
             self.energy[qps] = meter.stop() | {"queries": result.query_count}
         self.probes.append(result)
@@ -277,7 +169,7 @@ class _Serving:
             "loadgen_version": offline.settings.get("loadgen_version"),
             "bound_s": spec.bound_s,
             "percentile": spec.percentile,
-            "batching": asdict(self.batching()),
+            "batching": asdict(self.batching),
             "traffic": self.traffic.facts(),
             "single_stream": single.to_dict(),
             "offline": offline.to_dict(),
@@ -315,16 +207,11 @@ class _Serving:
                 "basis": "capacity_qps: highest LoadGen-valid Server load; sequences_per_s: "
                 "Offline",
             },
-            memory={
-                "peak_rss_delta_bytes": memory.peak_delta(),
-                "rss_before_bytes": memory.before,
-                "method": memory.method,
-                "param_bytes": group.ckpt.weights.param_bytes,
-            },
+            memory=memory_facts(memory, group),
             parity=group.parity,
             cold=group.cold,
             scenario=scenario,
-            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            started_at=timestamp(),
             wall_s=wall_s,
         )
 
@@ -362,8 +249,8 @@ def _serve_group(
     def fail(status: str, message: str, trace: str = "", **extra: Any) -> None:
         for t, p in todo:
             c = replace(case, language=t, policy=p)
-            rec = error_record(c, status, message, traceback=trace, **extra)
-            rec.case_id = serve_case_id(spec, case.model.name, case.backend, t, p)
+            case_id = serve_case_id(spec, case.model.name, case.backend, t, p)
+            rec = error_record(c, status, message, case_id, traceback=trace, **extra)
             store.append(rec)
             emit(("done", rec))
 
@@ -424,12 +311,12 @@ def _serve_traffic(
                         min_queries=spec.min_queries,
                         min_duration_s=spec.min_duration_s,
                     ),
-                    s.batching(),
+                    s.batching,
                     run_batch,
                     traffic.lengths,
                 )
             guess = 1.5 * spec.max_batch / max(full_batch_s, 1e-6)
-            offline = _offline(spec, s.batching(), run_batch, traffic, guess)
+            offline = _offline(spec, s.batching, run_batch, traffic, guess)
             if offline.error:
                 raise RuntimeError(f"a batch failed offline: {offline.error}")
             capacity = find_capacity(
@@ -441,10 +328,10 @@ def _serve_traffic(
             )
             rec = s.record(capacity, offline, single, memory, time.perf_counter() - start)
         except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
             rec = error_record(
-                s.case, "error", f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+                s.case, "error", message, s.case_id, traceback=traceback.format_exc()
             )
-            rec.case_id = s.case_id
         store.append(rec)
         emit(("done", rec))
 
@@ -476,7 +363,7 @@ def run_serve_bench(
     else:
         meta = RunMeta(
             run_id=new_run_id("serve"),
-            created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            created=timestamp(),
             kind="serve",
             env=collect_env(),
             config={"serve": spec.to_dict(), "models": {m.name: m.to_dict() for m in spec.models}},

@@ -8,6 +8,7 @@ when the brackets cannot overlap.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,13 @@ class CapacityComparison:
 
 
 def is_serve_run(path: Path) -> bool:
-    return load_run(path).meta.kind == "serve"
+    """Whether ``path`` holds a serve-bench run, from its ``run.json`` alone (the records are
+    read once, by the comparison). Anything unreadable is not; loading it then says why."""
+    try:
+        meta = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == "serve"
 
 
 def _capacity(rec: Record) -> Capacity:
