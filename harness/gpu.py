@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .kernels import KernelTime, breakdown
+
 __all__ = [
     "CudaEventTimer",
     "EnergyMeter",
@@ -153,12 +155,16 @@ def count_kernels(fn: Callable[[], object]) -> dict[str, Any]:
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             fn()
             torch.cuda.synchronize()
-        kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+        kernels = [
+            KernelTime(e.name, e.device_time / 1e6)
+            for e in prof.events()
+            if e.device_type == DeviceType.CUDA
+        ]
         return {
             "per_call": len(kernels),
-            "device_time_s": sum(e.device_time for e in kernels) / 1e6,
-            "method": "torch.profiler (CUPTI), one call",
-        }
+            "device_time_s": sum(k.seconds for k in kernels),
+            "method": "torch.profiler (CUPTI), one call, after the group's timed cases",
+        } | breakdown(kernels)
     except Exception as exc:  # profiling is a fact about the case, never a reason to fail it
         return {"method": f"unavailable ({type(exc).__name__}: {exc})"[:200]}
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .render.gpu import gpu_rows, target_lines
+from .render.gpu import gpu_rows, kernel_rows, target_lines
 from .render.html import markdown_to_html
 from .render.languages import best_policy_rows, language_result_rows, stats_rows
 from .render.markdown import md_table
@@ -168,6 +168,19 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
             "",
             md_table(gpu),
             *target_lines(records),
+            "",
+        ]
+    kernels = kernel_rows(sort_records(records))
+    if kernels:
+        lines += [
+            "## GPU: where one call's time goes",
+            "",
+            "One profiled call per case (torch.profiler, after the group's timed cases): "
+            "kernels / device milliseconds per kind, read from kernel names "
+            "(`harness.kernels`). `busy` is the kernels' summed time, `idle` the rest of the "
+            "median call: launch gaps and host work the GPU waited for.",
+            "",
+            md_table(kernels),
             "",
         ]
     for section in extra_sections or []:

@@ -203,6 +203,9 @@ def test_gpu_sweep_records_gpu_facts(tmp_path: Path, cache_dir: Path) -> None:
         assert rec.gpu["max_allocated_bytes"] > 0
         assert rec.gpu["compute"]["achieved_tflops"] > 0
         assert "roofline_at_p50" in rec.gpu["compute"]
+        kernels = rec.gpu["kernels"]
+        assert kernels["per_call"] > 0 and "gemm" in kernels["by_kind"]
+        assert sum(k["kernels"] for k in kernels["by_kind"].values()) == kernels["per_call"]
     assert run.meta.env["gpu_name"]
 
 
@@ -250,6 +253,20 @@ def test_gpu_report_sections_and_targets() -> None:
     latency, tflops = target_lines(records)
     assert "best p50 0.800 ms (cuda-graph) = 0.80× the 1 ms target (met)" in latency
     assert "best 630 TFLOP/s (compile) = 1.05× the 600 TFLOP/s target (met)" in tflops
+
+
+def test_gpu_report_shows_where_a_call_spends_its_time() -> None:
+    from harness.kernels import KernelTime, breakdown
+    from harness.render.gpu import kernel_rows
+
+    rec = _gpu_record("cuda-graph", 1, 128, 1.2e-3, 80.0)
+    kernels = [KernelTime("nvjet_x", 6e-6)] * 96 + [KernelTime("flash_fwd", 8e-6)] * 24
+    rec.gpu["kernels"] = {"per_call": 120, "device_time_s": 96 * 6e-6 + 24 * 8e-6}
+    rec.gpu["kernels"] |= breakdown(kernels)
+    (row,) = kernel_rows([rec, _gpu_record("eager", 1, 128, 8e-3, 10.0)])  # no profile: no row
+    assert row["kernels"] == "120" and row["gemm"].startswith("96 / 0.576")
+    assert row["attention"].startswith("24 / 0.192") and row["norm"] == "–"
+    assert row["idle ms"].startswith("0.432") and row["costliest kernel"] == "nvjet_x"
 
 
 def test_gpu_sweep_file_loads() -> None:
@@ -343,7 +360,9 @@ def test_gpu_fused_qkv_parity(backend: str, cache_dir: Path) -> None:
     assert np.abs(got - reference).max() <= parity_tolerance("bfloat16", reference)
 
 
-@pytest.mark.parametrize("name", ["large", "frontier-fused", "frontier-autotune"])
+@pytest.mark.parametrize(
+    "name", ["large", "frontier-fused", "frontier-autotune", "frontier-compiled"]
+)
 def test_gpu_sweep_files_have_valid_options(name: str) -> None:
     from harness.backends import BACKENDS
     from harness.sweep import load_sweep

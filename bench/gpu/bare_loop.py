@@ -2,10 +2,14 @@
 
 It shares no code with the harness: it builds a random-init XLM-R (transformers' own class),
 mean-pools like the harness's encoder head, and times ``iters`` calls per shape with CUDA
-events around each, eagerly and replaying one CUDA graph per shape. The harness's p50 for the
-same cell divided by this loop's median is the harness's overhead (or its error).
+events around each, eagerly and replaying one CUDA graph per shape; at the ``--jit-shapes``
+also traced and frozen (TorchScript, traced on a padded example as the harness does) and
+``torch.compile``-d (default mode, static shapes), so every harness backend has a bare
+counterpart. The harness's p50 for the same cell divided by this loop's median is the
+harness's overhead (or its error).
 
     python3 bench/gpu/bare_loop.py --out bare.json [--shapes 1x128,64x512] [--dtype bfloat16]
+        [--jit-shapes 64x128,64x512]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import functools
 import json
 import statistics
 import time
+import warnings
 
 import torch
 from transformers import XLMRobertaConfig, XLMRobertaModel
@@ -34,6 +39,26 @@ def pooled(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tor
     hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
     m = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+
+class Pooled(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return pooled(self.model, ids, mask)
+
+
+def traced(model: torch.nn.Module, device: str = "cuda") -> torch.nn.Module:
+    ids = torch.randint(5, 1000, (2, 16), device=device)
+    mask = torch.ones_like(ids)
+    mask[1, 10:] = 0  # a padded row, so the trace keeps the mask path
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about Python-side shape checks
+        return torch.jit.freeze(
+            torch.jit.trace(Pooled(model), (ids, mask), check_trace=False).eval()
+        )  # type: ignore[no-untyped-call,no-any-return]
 
 
 def median_ms(fn, iters: int) -> float:  # type: ignore[no-untyped-def]
@@ -57,6 +82,7 @@ def main() -> None:
     ap.add_argument("--shapes", default="1x128,1x512,64x128,64x512")
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--jit-shapes", default="", help="shapes also timed traced and compiled")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     config = XLMRobertaConfig(**LARGE, attn_implementation="sdpa")
@@ -65,6 +91,9 @@ def main() -> None:
     with torch.device("cuda"):
         model = XLMRobertaModel(config, add_pooling_layer=False).to(dtype).eval()
     build_s = time.perf_counter() - t0
+    jit_shapes = set(filter(None, args.jit_shapes.split(",")))
+    script = traced(model) if jit_shapes else None
+    compiled = torch.compile(Pooled(model), dynamic=False) if jit_shapes else None
     results = []
     for shape in args.shapes.split(","):
         batch, seq = (int(x) for x in shape.split("x"))
@@ -83,7 +112,12 @@ def main() -> None:
                 pooled(model, ids, mask)
             replay = median_ms(graph.replay, args.iters)
             del graph
-        results.append({"batch": batch, "seq": seq, "eager_ms": eager, "cuda_graph_ms": replay})
+        row = {"batch": batch, "seq": seq, "eager_ms": eager, "cuda_graph_ms": replay}
+        if shape in jit_shapes:
+            with torch.inference_mode():
+                row["torchscript_ms"] = median_ms(functools.partial(script, ids, mask), args.iters)
+                row["compile_ms"] = median_ms(functools.partial(compiled, ids, mask), args.iters)
+        results.append(row)
     out = {
         "what": "bare CUDA-event loop, random-init XLM-R large, SDPA, mean pooling",
         "dtype": args.dtype,
@@ -97,9 +131,8 @@ def main() -> None:
     with open(args.out, "w") as fh:
         json.dump(out, fh, indent=1)
     for r in results:
-        print(
-            f"bare b{r['batch']}x{r['seq']}: eager {r['eager_ms']:.3f} ms, graph {r['cuda_graph_ms']:.3f} ms"
-        )
+        times = ", ".join(f"{k[:-3]} {v:.3f} ms" for k, v in r.items() if k.endswith("_ms"))
+        print(f"bare b{r['batch']}x{r['seq']}: {times}")
 
 
 if __name__ == "__main__":

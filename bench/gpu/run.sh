@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
-# One command for the GPU results, into reports/gpu/ (or $GPU_OUT): a bare CUDA-event loop
-# (the independent reference), the XLM-R-large sweep on every torch GPU backend
-# (bench/gpu/large.toml), the latency-frontier variants (frontier-*.toml), the GPU tests, and
-# the bare loop again. Uses the machine's own torch/transformers (no install), so it runs on
-# an image without network access. Each stage has its own time cap; a failing stage is logged
-# and the next one runs. Summarise afterwards with `python3 bench/gpu/summarize.py DIR`.
+# One command for the GPU results, into reports/gpu/ (or $GPU_OUT): the harness's eager
+# backend against the bare model in one process (host_overhead.py), a bare CUDA-event loop
+# (the independent reference: eager, CUDA graph, and at batch 64 its own trace and compile),
+# the XLM-R-large sweep on every torch GPU backend (bench/gpu/large.toml), the latency-frontier
+# sweeps (frontier-*.toml), the GPU tests, and the bare loop again. Uses the machine's own
+# torch/transformers (no install), so it runs on an image without network access. Each stage
+# has its own time cap; a failing stage is logged and the next one runs. $STAGES picks stages
+# (default: all, in this order). Summarise with `python3 bench/gpu/summarize.py DIR`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${GPU_OUT:-reports/gpu}
 cache=${HARNESS_CACHE:-/tmp/xlmr-harness-cache}
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export HARNESS_CACHE=$cache PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+stages=${STAGES:-host-overhead bare-before large frontier-fused frontier-compiled frontier-autotune gpu-tests bare-after}
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0), torch.__version__)" || exit 2
 mkdir -p "$out"
 stage() {  # stage NAME CAP_S COMMAND...
   local name=$1 cap=$2; shift 2
   local t0=$SECONDS
   echo "== $name (cap ${cap}s)"
-  timeout --signal=INT --kill-after=15 "$cap" "$@" 2>&1 | tee "$out/$name.log" | tail -40
+  timeout --signal=INT --kill-after=15 "$cap" "$@" 2>&1 | tee "$out/$name.log" | tail -12
   echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s"
 }
-stage bare-before 45 python3 bench/gpu/bare_loop.py --out "$out/bare-before.json"
-stage large "${CAP_LARGE:-200}" python3 -m harness run --sweep bench/gpu/large.toml --out "$out" --cache-dir "$cache"
-stage frontier-autotune "${CAP_AUTOTUNE:-300}" python3 -m harness run --sweep bench/gpu/frontier-autotune.toml --out "$out" --cache-dir "$cache"
-stage frontier-fused "${CAP_FUSED:-80}" python3 -m harness run --sweep bench/gpu/frontier-fused.toml --out "$out" --cache-dir "$cache"
-stage gpu-tests "${CAP_TESTS:-75}" python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
-[ "${BARE_AFTER:-1}" = 1 ] && stage bare-after 45 python3 bench/gpu/bare_loop.py --out "$out/bare-after.json"
+sweep() {  # sweep NAME CAP_S: one bench/gpu/NAME.toml
+  stage "$1" "$2" python3 -m harness run --sweep "bench/gpu/$1.toml" --out "$out" --cache-dir "$cache"
+}
+for s in $stages; do
+  case $s in
+    host-overhead) stage host-overhead "${CAP_HOST:-80}" python3 bench/gpu/host_overhead.py --out "$out/host-overhead.json" --iters 50 ;;
+    bare-before) stage bare-before "${CAP_BARE:-100}" python3 bench/gpu/bare_loop.py --out "$out/bare-before.json" --jit-shapes 64x128,64x512 ;;
+    large) sweep large "${CAP_LARGE:-200}" ;;
+    frontier-fused) sweep frontier-fused "${CAP_FUSED:-80}" ;;
+    frontier-compiled) sweep frontier-compiled "${CAP_COMPILED:-120}" ;;
+    frontier-autotune) sweep frontier-autotune "${CAP_AUTOTUNE:-300}" ;;
+    gpu-tests) stage gpu-tests "${CAP_TESTS:-75}" python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider ${TESTS_K:+-k "$TESTS_K"} ;;
+    bare-after) stage bare-after 45 python3 bench/gpu/bare_loop.py --out "$out/bare-after.json" ;;
+    *) echo "unknown stage $s"; exit 2 ;;
+  esac
+done

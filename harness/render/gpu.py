@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..results import Record
 from .rows import fmt_bytes, fmt_ms
 
-__all__ = ["gpu_rows", "target_lines"]
+__all__ = ["gpu_rows", "kernel_rows", "target_lines"]
 
 #: (what, batch, seq, dtype, target, unit): latency targets are "at most", TFLOP/s "at least".
 TARGETS = (
@@ -18,21 +18,59 @@ def _pct(x: float | None) -> str:
     return f"{100 * x:.1f}%" if x is not None else "–"
 
 
+def _variant(r: Record) -> str:
+    opts = dict(tuple(kv) for kv in r.case.get("options", ()))
+    variant = ",".join(f"{k}={v}" for k, v in sorted(opts.items()))
+    return str(r.case["backend"]) + (f" ({variant})" if variant else "")
+
+
+def _gpu_ok(records: list[Record]) -> list[Record]:
+    return [r for r in records if r.status == "ok" and r.case.get("device") == "cuda"]
+
+
+def kernel_rows(records: list[Record]) -> list[dict[str, str]]:
+    """Where one call's device time goes, per case: kernels and milliseconds per kind
+    (:mod:`harness.kernels`), the gap between the call and its kernels (launch and idle
+    time on the GPU), and the costliest kernel."""
+    rows = []
+    for r in _gpu_ok(records):
+        kernels = r.gpu.get("kernels", {})
+        kinds = kernels.get("by_kind")
+        if not kinds:
+            continue
+        p50 = r.summary.get("p50")
+        busy = kernels.get("device_time_s", 0.0)
+        row = {
+            "model": r.model,
+            "backend": _variant(r),
+            "batch": str(r.case["batch_size"]),
+            "seq": str(r.case["seq_len"]),
+            "p50 ms": fmt_ms(p50),
+            "kernels": str(kernels.get("per_call", "–")),
+            "busy ms": fmt_ms(busy),
+            "idle ms": fmt_ms(max(0.0, p50 - busy)) if p50 else "–",
+        }
+        for kind in ("gemm", "attention", "norm", "fused (Inductor)", "elementwise"):
+            got = kinds.get(kind)
+            row[kind] = f"{got['kernels']} / {fmt_ms(got['device_time_s'])}" if got else "–"
+        top = kernels.get("top") or [{}]
+        name = str(top[0].get("name", "–"))
+        row["costliest kernel"] = (name[:48] + "…") if len(name) > 48 else name
+        rows.append(row)
+    return rows
+
+
 def gpu_rows(records: list[Record]) -> list[dict[str, str]]:
     rows = []
-    for r in records:
-        if r.status != "ok" or r.case.get("device") != "cuda":
-            continue
+    for r in _gpu_ok(records):
         comp = r.gpu.get("compute", {})
         line = comp.get("roofline_at_p50", {})
         floor = line.get("weight_floor_s")
         kernels = r.gpu.get("kernels", {})
-        opts = dict(tuple(kv) for kv in r.case.get("options", ()))
-        variant = ",".join(f"{k}={v}" for k, v in sorted(opts.items()))
         rows.append(
             {
                 "model": r.model,
-                "backend": r.case["backend"] + (f" ({variant})" if variant else ""),
+                "backend": _variant(r),
                 "dtype": r.case["dtype"],
                 "batch": str(r.case["batch_size"]),
                 "seq": str(r.case["seq_len"]),
