@@ -184,7 +184,10 @@ def measure_matmul_peak(dtype: str, size: int = 8192, reps: int = 10) -> float:
 
 @dataclass
 class GpuCaseProbe:
-    """Per-case GPU memory (allocator peaks, weights vs activations, NVML used) and energy."""
+    """Per-case GPU memory (allocator peaks, resident before vs the case's own, NVML used) and
+    energy. Memory is watched from :meth:`start` (before the case's inputs are bound, so a
+    CUDA-graph pool counts as the case's); energy from :meth:`start_energy` (after the first
+    call, so a compile on that call does not count as serving energy)."""
 
     meter: EnergyMeter = field(default_factory=EnergyMeter)
     weights_bytes: int = 0
@@ -193,6 +196,9 @@ class GpuCaseProbe:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         self.weights_bytes = torch.cuda.memory_allocated()
+
+    def start_energy(self) -> None:
+        torch.cuda.synchronize()
         self.meter.start()
 
     def stop(self, sequences: int) -> dict[str, Any]:

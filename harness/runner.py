@@ -231,22 +231,26 @@ def kernel_profile(case: Case, call: Callable[[], object]) -> AfterTiming:
 
 
 def _measure_case(case: Case, group: Group, opts: RunOptions) -> tuple[Record, AfterTiming]:
-    inputs = case_inputs(case, group, opts)
-    timer = opts.timer or default_timer(case, group.backend)
-    memory = PeakRSS()
     probe = None
     if case.device == "cuda":
         from .gpu import GpuCaseProbe
 
+        # Device memory from before binding: a shape's CUDA-graph pool and compiled
+        # workspaces are what serving it costs above what was already resident.
         probe = GpuCaseProbe()
         probe.start()
+    inputs = case_inputs(case, group, opts)
+    timer = opts.timer or default_timer(case, group.backend)
+    memory = PeakRSS()
     calibration = speed_probe(timer) if case.device == "cpu" else {}
     memory.start()
     first_call_s = timer.time(inputs.calls[0])
+    if probe is not None:  # energy of steady-state calls only, not of a first-call compile
+        probe.start_energy()
     samples = measure(timer, inputs.calls, case.measure)
     device = {}
     if probe is not None:
-        calls = 1 + len(samples.warmup) + len(samples.values)
+        calls = len(samples.warmup) + len(samples.values)
         mean_seqs = sum(b.sequences for b in inputs.batches) / len(inputs.batches)
         device = probe.stop(int(calls * mean_seqs))
     record = build_record(case, group, inputs, samples, first_call_s, memory, device)
