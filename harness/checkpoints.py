@@ -25,6 +25,7 @@ from .checkpoint_files import check_checkpoint_dir
 from .config import ArchSpec, ModelSpec, arch_from_config
 from .errors import HarnessError
 from .heads import ServingModel, build_hf_model, hf_model_class
+from .onnx_export_dir import OnnxExport
 from .weights import WeightStats, weight_stats
 
 __all__ = ["Checkpoint", "build_random_init", "load_checkpoint", "xlmr_config"]
@@ -36,17 +37,32 @@ _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16"
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint, ready to hand to a backend."""
+    """A loaded checkpoint, ready to hand to a backend.
+
+    ``model`` is the PyTorch serving module; for an ONNX export directory (``onnx`` set) it
+    is the reference weights' module when the spec names them, else ``None``."""
 
     spec: ModelSpec
-    model: ServingModel
+    model: ServingModel | None
     arch: ArchSpec
     path: Path | None
     weights: WeightStats
     load_s: float
+    onnx: OnnxExport | None = None
+
+    def torch_model(self) -> ServingModel:
+        if self.model is None:
+            raise HarnessError(
+                f"{self.spec.name} is an ONNX export with no PyTorch weights: run it on an "
+                "onnxruntime backend (a spec's `reference` names weights for its parity check)"
+            )
+        return self.model
 
     def describe(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.onnx is not None:
+            extra = {"onnx_export": self.onnx.describe(), "reference": self.spec.reference}
+        return extra | {
             "name": self.spec.name,
             "source": self.spec.source,
             "head": self.spec.head,
@@ -149,6 +165,8 @@ def load_checkpoint(
     it afterwards): ``sdpa`` (PyTorch's fused attention) or ``eager`` (plain matmuls).
     """
     start = time.perf_counter()
+    if spec.is_onnx_export:
+        return _load_onnx_export(spec, cache_dir, dtype, allow_pickle, attn_implementation, start)
     path: Path | None
     if spec.is_random_init:
         path = build_random_init(spec, cache_dir)
@@ -172,6 +190,43 @@ def load_checkpoint(
     return Checkpoint(
         spec, model, arch, path, _cached_weight_stats(model, path, dtype, cache_dir), load_s
     )
+
+
+def _load_onnx_export(
+    spec: ModelSpec, cache_dir: Path, dtype: str, allow_pickle: bool, attn: str, start: float
+) -> Checkpoint:
+    """An ``optimum-cli`` export directory; its reference weights loaded when named."""
+    from .onnx_export_dir import inspect_export, onnx_weight_stats
+
+    path = Path(spec.source).expanduser()
+    export = inspect_export(path)
+    if export.head != spec.head:
+        raise HarnessError(
+            f"{spec.name}: the spec says head {spec.head!r}, the ONNX graph serves {export.head!r}"
+        )
+    arch = arch_from_config(json.loads((path / "config.json").read_text()), where=spec.source)
+    model = None
+    if spec.reference:
+        ref_spec = ModelSpec(
+            name=f"{spec.name} (reference)",
+            source=spec.reference,
+            head=spec.head,
+            arch=arch,
+            num_labels=spec.num_labels,
+            num_choices=spec.num_choices,
+        )
+        if ref_spec.is_onnx_export:
+            raise HarnessError(f"{spec.name}: reference {spec.reference} is itself an ONNX export")
+        reference = load_checkpoint(
+            ref_spec, cache_dir, dtype=dtype, allow_pickle=allow_pickle, attn_implementation=attn
+        )
+        if reference.arch != arch:
+            raise HarnessError(
+                f"{spec.name}: reference {spec.reference} has another shape than the export"
+            )
+        model = reference.model
+    stats = onnx_weight_stats(export.model_file)
+    return Checkpoint(spec, model, arch, path, stats, time.perf_counter() - start, export)
 
 
 def _cached_weight_stats(
@@ -215,6 +270,19 @@ def preflight(
     half-written run.
     """
     if spec.is_random_init:
+        return
+    if spec.is_onnx_export:
+        from .onnx_export_dir import inspect_export
+
+        export = inspect_export(Path(spec.source).expanduser())
+        if export.head != spec.head:
+            raise HarnessError(
+                f"{spec.name}: the spec says head {spec.head!r}, the ONNX graph serves "
+                f"{export.head!r}"
+            )
+        if spec.reference:
+            ref = ModelSpec(name=f"{spec.name} (reference)", source=spec.reference)
+            preflight(ref, allow_pickle=allow_pickle, allow_custom_code=allow_custom_code)
         return
     if spec.is_local:
         check_checkpoint_dir(

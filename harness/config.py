@@ -108,7 +108,9 @@ class ModelSpec:
     """One checkpoint: where it comes from, which head it serves with, and its dtype.
 
     ``source`` is ``"random-init"`` (built offline from ``arch`` and ``seed``), a local
-    directory, or a hub id.
+    directory, or a hub id. A directory may hold an ONNX export instead of PyTorch weights
+    (``optimum-cli export onnx``, :mod:`harness.onnx_export_dir`); ``reference`` then names
+    the PyTorch weights (a directory or hub id) its outputs are checked against.
     """
 
     name: str
@@ -120,6 +122,7 @@ class ModelSpec:
     num_choices: int = 4
     revision: str | None = None
     description: str = ""
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         where = f"model {self.name!r}"
@@ -133,6 +136,15 @@ class ModelSpec:
             _typed(where, key, getattr(self, key), int)
         if self.num_labels < 1 or self.num_choices < 2:
             raise HarnessError(f"{where}: num_labels must be >= 1 and num_choices >= 2")
+        if self.reference is not None:
+            _typed(where, "reference", self.reference, str)
+
+    @property
+    def is_onnx_export(self) -> bool:
+        """A local directory holding an ONNX export and no PyTorch weights."""
+        from .onnx_export_dir import is_onnx_export_dir
+
+        return self.is_local and is_onnx_export_dir(Path(self.source).expanduser())
 
     @property
     def is_random_init(self) -> bool:
@@ -185,7 +197,12 @@ def resolve_model(ref: str, models_dir: Path | None = None) -> ModelSpec:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise HarnessError(f"{ref}: directory has no config.json, not a checkpoint")
-        arch = arch_from_config(_read_json(path / "config.json"), where=ref)
+        config = _read_json(path / "config.json")
+        arch = arch_from_config(config, where=ref)
+        from .onnx_export_dir import is_onnx_export_dir
+
+        if is_onnx_export_dir(path):
+            return _onnx_export_spec(path, arch, config)
         spec_file = path / "harness_spec.json"
         head = "encoder"
         if spec_file.is_file():
@@ -202,6 +219,27 @@ def resolve_model(ref: str, models_dir: Path | None = None) -> ModelSpec:
     if "/" in ref:  # a hub id: org/name
         return ModelSpec(name=ref.replace("/", "--"), source=ref)
     raise HarnessError(f"unknown model {ref!r} (built-in: {', '.join(known)})")
+
+
+def _onnx_export_spec(path: Path, arch: ArchSpec, config: dict[str, Any]) -> ModelSpec:
+    """An ``optimum-cli`` export directory: the head from its graph; as the reference, the
+    directory its config was exported from (``_name_or_path``) when that holds weights here."""
+    from .onnx_export_dir import inspect_export, is_onnx_export_dir
+
+    export = inspect_export(path)
+    origin = Path(str(config.get("_name_or_path", ""))).expanduser()
+    reference = None
+    local = str(origin) not in ("", ".") and (origin / "config.json").is_file()
+    if local and not is_onnx_export_dir(origin):
+        reference = str(origin.resolve())
+    return ModelSpec(
+        name=path.name,
+        source=str(path.resolve()),
+        head=export.head,
+        arch=arch,
+        num_labels=export.num_labels or 3,
+        reference=reference,
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:

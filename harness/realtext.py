@@ -46,7 +46,7 @@ def _outputs(group: Group, inputs: CaseInputs) -> Iterator[tuple[np.ndarray, np.
     with torch.inference_mode():
         for batch, call in zip(inputs.batches, inputs.calls, strict=True):
             got = group.backend.output(call())
-            ref = group.ckpt.model(batch.input_ids, batch.attention_mask).float().numpy()
+            ref = group.ckpt.torch_model()(batch.input_ids, batch.attention_mask).float().numpy()
             yield got, ref
 
 

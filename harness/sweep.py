@@ -184,7 +184,7 @@ def load_sweep(path: Path) -> SweepSpec:
 
 def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
     """All cases of a sweep, grouped by (model, backend), cheapest shape first in a group."""
-    from .backends import check_backend
+    from .backends import BACKENDS, check_backend
 
     specs = [resolve_model(ref, models_dir) for ref in sweep.models]
     names = [s.name for s in specs]
@@ -192,6 +192,15 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
         raise HarnessError(f"sweep: a model is listed twice ({', '.join(names)})")
     for backend in sweep.backends:
         check_backend(backend, sweep.device)
+    for spec in specs:
+        torch_only = [
+            b for b in sweep.backends if not getattr(BACKENDS[b], "takes_onnx_exports", False)
+        ]
+        if torch_only and spec.is_onnx_export:
+            raise HarnessError(
+                f"{spec.name} is an ONNX export (no PyTorch weights): {', '.join(torch_only)} "
+                "cannot run it; use onnxruntime, onnxruntime-fused or onnxruntime-int8"
+            )
     cases: list[Case] = []
     common: dict[str, Any] = {"device": sweep.device, "threads": sweep.threads}
     for backend, options in sweep.backend_options.items():
@@ -199,10 +208,12 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
             raise HarnessError(f"sweep: options given for {backend!r}, which is not in backends")
         check_backend(backend, sweep.device).check_options(options)
     for backend, dtype in itertools.product(sweep.backends, sweep.dtypes or (sweep.dtype,)):
-        allowed = check_backend(backend, sweep.device).dtypes
+        cls = check_backend(backend, sweep.device)
+        dtypes_on = getattr(cls, "dtypes_on", None)
+        allowed = dtypes_on(sweep.device) if dtypes_on else cls.dtypes
         if dtype not in allowed:
             raise HarnessError(
-                f"backend {backend!r} runs {', '.join(allowed)}, not {dtype} "
+                f"backend {backend!r} runs {', '.join(allowed)} on {sweep.device}, not {dtype} "
                 "(use a torch backend for reduced precision)"
             )
     for spec, backend, dtype in itertools.product(

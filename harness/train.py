@@ -168,7 +168,7 @@ def train_intermediate(
         ModelSpec(name=baseline.name, source="random-init", head=head, arch=base.arch, num_labels=3)
     )
     model: Any = build_hf_model(head, config)
-    encoder_state = base.model.model.state_dict()
+    encoder_state = base.torch_model().model.state_dict()
     missing = model.roberta.load_state_dict(encoder_state, strict=False)
     # The multiple-choice head pools through RoBERTa's pooler, which a mean-pooling encoder
     # baseline does not have: it starts fresh and is trained like the classifier.

@@ -76,8 +76,51 @@ def test_cuda_unavailable_is_a_clear_error() -> None:
 def test_onnxruntime_refuses_bf16(cache_dir: Path) -> None:
     ckpt = load_checkpoint(_spec("encoder"), cache_dir)
     b = make_backend("onnxruntime", BackendContext("cpu", "bfloat16", 1, cache_dir))
-    with pytest.raises(HarnessError, match="only float32"):
+    with pytest.raises(HarnessError, match="bfloat16 is not run on cpu"):
         b.prepare(ckpt, synthetic_batch(2, 8, TINY.vocab))
+
+
+def test_onnxruntime_float16_is_for_the_cuda_provider() -> None:
+    cls = BACKENDS["onnxruntime"]
+    assert cls.dtypes_on("cpu") == ("float32",)  # type: ignore[attr-defined]
+    assert "float16" in cls.dtypes_on("cuda")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "onnxruntime-fused", "onnxruntime-int8"])
+def test_io_binding_keeps_outputs_and_parity(backend: str, cache_dir: Path) -> None:
+    ckpt = load_checkpoint(_spec("encoder"), cache_dir)
+    example = synthetic_batch(2, 16, TINY.vocab, seed=1, pad_rows=True)
+    probe = synthetic_batch(3, 21, TINY.vocab, seed=5, pad_rows=True)
+    outs = []
+    for binding in ("false", "true"):
+        ctx = BackendContext("cpu", "float32", 1, cache_dir, (("io_binding", binding),))
+        b = make_backend(backend, ctx)
+        info = b.prepare(ckpt, example)
+        assert info["io_binding"] is (binding == "true")
+        bound = b.bind(probe)
+        outs.append([b.output(b.run(bound)) for _ in range(2)])  # the binding is reusable
+        b.close()
+    (plain, _), (bound_a, bound_b) = outs
+    np.testing.assert_array_equal(plain, bound_a)
+    np.testing.assert_array_equal(bound_a, bound_b)
+
+
+def test_ort_float16_converter_halves_the_weights(cache_dir: Path) -> None:
+    import onnx
+
+    from harness.backends.onnxruntime import _export, _half
+
+    ckpt = load_checkpoint(_spec("encoder"), cache_dir)
+    plain, _ = _export(ckpt, synthetic_batch(2, 16, TINY.vocab, pad_rows=True), cache_dir, False)
+    half, info = _half(plain, "false")
+    model = onnx.load(str(half))
+    kinds = {i.data_type for i in model.graph.initializer if len(i.dims) == 2}
+    assert kinds == {onnx.TensorProto.FLOAT16} and info["fp16"]["fp16_initializers"] > 0
+    # Inputs and outputs keep their types: the same feeds and parity check apply.
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    weights = [i for i in onnx.load(str(plain)).graph.initializer if len(i.dims) == 2]
+    halves = [i for i in model.graph.initializer if len(i.dims) == 2]
+    assert sum(len(i.raw_data) for i in halves) * 2 == sum(len(i.raw_data) for i in weights)
 
 
 def test_eager_bf16_runs_and_casts(cache_dir: Path) -> None:

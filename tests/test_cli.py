@@ -188,7 +188,7 @@ def _bad_inputs(tmp_path: Path, cache_dir: Path) -> list[tuple[list[str], str]]:
         (["run", "-m", "xlmr-tiny", "--max-time", "-1"], "max_time_s must be > 0"),
         (
             ["run", "-m", "xlmr-tiny", "-b", "onnxruntime", "--dtype", "float16"],
-            "runs float32, not float16",
+            "runs float32 on cpu, not float16",
         ),
         (["run", "-m", "no-such-model"], "unknown model"),
         (["run", "-m", str(tmp_path / "missing" / "dir")], "no such checkpoint directory"),

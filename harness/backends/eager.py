@@ -32,7 +32,7 @@ class EagerBackend(TorchBackend):
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
         self.module, precision = self.place(ckpt)
-        impl = getattr(ckpt.model.model.config, "_attn_implementation", None)
+        impl = getattr(ckpt.torch_model().model.config, "_attn_implementation", None)
         info = precision | self.variant_info()
         if self.packed:
             from ..packing import PackedModel

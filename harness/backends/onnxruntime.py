@@ -24,6 +24,7 @@ import torch
 
 from ..env import cpu_isa
 from ..errors import HarnessError
+from ..onnx_export_dir import OnnxExport, serving_output
 from .base import BackendContext, validate_options
 
 if TYPE_CHECKING:
@@ -125,37 +126,50 @@ def _export_dynamo(model: torch.nn.Module, example: Batch, target: Path, big: bo
 
 
 def _export(
-    ckpt: Checkpoint, example: Batch, cache_dir: Path, fused: bool, requested: str = "auto"
+    ckpt: Checkpoint,
+    example: Batch,
+    cache_dir: Path,
+    fused: bool,
+    requested: str = "auto",
+    gpu: bool = False,
 ) -> tuple[Path, dict[str, Any]]:
-    """Export (or reuse) the ONNX graph; returns its path and what was done."""
+    """Export (or reuse) the ONNX graph; returns its path and what was done. A checkpoint
+    that is an ONNX export already (``optimum-cli``) is used as given."""
     exporter = resolve_exporter(requested)
     info: dict[str, Any] = {
         "exported_module": "harness.fused.ExportModel (BERT's classic attention graph)",
     }
-    try:
-        plain, facts = _export_cached(ckpt, example, cache_dir, exporter)
-    except Exception as exc:
-        if requested != "auto" or _onnxscript_version() is None:
-            raise HarnessError(f"the {exporter} ONNX export failed: {exc}") from exc
-        # ``auto`` falls back to the other exporter, and says why in the record.
-        other = "dynamo" if exporter == "legacy" else "legacy"
-        reason = f"{exporter} failed ({type(exc).__name__}: {str(exc)[:160]})"
-        info["exporter_fallback"] = reason
-        exporter = other
-        plain, facts = _export_cached(ckpt, example, cache_dir, exporter)
-    info |= facts
+    if ckpt.onnx is not None:
+        plain = _stage_given(ckpt, cache_dir)
+        exporter = "legacy"  # ORT's own optimizer fuses a given graph (see below)
+        info = {"exporter": f"given: {ckpt.onnx.directory}", "export_key": plain.parent.name}
+    else:
+        try:
+            plain, facts = _export_cached(ckpt, example, cache_dir, exporter)
+        except Exception as exc:
+            if requested != "auto" or _onnxscript_version() is None:
+                raise HarnessError(f"the {exporter} ONNX export failed: {exc}") from exc
+            # ``auto`` falls back to the other exporter, and says why in the record.
+            other = "dynamo" if exporter == "legacy" else "legacy"
+            reason = f"{exporter} failed ({type(exc).__name__}: {str(exc)[:160]})"
+            info["exporter_fallback"] = reason
+            exporter = other
+            plain, facts = _export_cached(ckpt, example, cache_dir, exporter)
+        info |= facts
     if not fused:
         return plain, info
     folder = plain.parent
     if exporter == "legacy":
-        target = folder / "model-fused-o0.onnx"
-        args = ["optimize", str(plain), str(target), str(ckpt.arch.heads), str(ckpt.arch.hidden)]
-        tool = "onnxruntime.transformers.optimizer (opt_level 0)"
+        target = folder / f"model-fused-o0{'-gpu' if gpu else ''}.onnx"
+        heads, hidden = str(ckpt.arch.heads), str(ckpt.arch.hidden)
+        args = ["optimize", str(plain), str(target), heads, hidden, _big(ckpt)]
+        args.append("true" if gpu else "false")
+        tool = f"onnxruntime.transformers.optimizer (opt_level 0, use_gpu={gpu})"
     else:
         target = folder / "model-fused-onnxscript.onnx"
-        args = ["fuse-onnxscript", str(plain), str(target)]
+        args = ["fuse-onnxscript", str(plain), str(target), _big(ckpt)]
         tool = f"onnxscript.rewriter.ort_fusions {_onnxscript_version()}"
-    offline = _offline(target.with_suffix(".json"), target, [*args, _big(ckpt)])
+    offline = _offline(target.with_suffix(".json"), target, args)
     info["optimizer"] = {
         "tool": tool,
         "peak_rss_bytes": offline.get("peak_rss_bytes"),
@@ -184,7 +198,7 @@ def _export_cached(
         return plain, facts | {"exported": False}
     from ..fused import ExportModel
 
-    model = ExportModel(ckpt.model.float().cpu()).eval()
+    model = ExportModel(ckpt.torch_model().float().cpu()).eval()
     # Into a fresh directory first, renamed into place when complete: a dynamo export of a
     # large model writes its weights beside the graph, and a half-written pair must never be
     # found in the cache.
@@ -204,6 +218,42 @@ def _export_cached(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return plain, facts | {"exported": True}
+
+
+def _stage_given(ckpt: Checkpoint, cache_dir: Path) -> Path:
+    """A given export's files linked (or copied) into the cache, so the optimized and
+    quantized variants are written there, never into the user's directory."""
+    assert ckpt.onnx is not None
+    source = ckpt.onnx.model_file
+    folder = cache_dir / "onnx" / f"given-{ckpt.weights.sha256[:20]}"
+    target = folder / "model.onnx"
+    if target.is_file():
+        return target
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+    try:
+        for file in source.parent.iterdir():  # the graph and its external data files
+            if file.is_file() and file.name.startswith(source.name):
+                try:
+                    os.link(file, staging / file.name)
+                except OSError:
+                    shutil.copy2(file, staging / file.name)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not target.is_file():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _half(path: Path, big: str) -> tuple[Path, dict[str, Any]]:
+    """The graph in float16 (ORT's converter, inputs and outputs kept), cached beside it."""
+    target = path.with_name(path.stem + "-fp16.onnx")
+    facts = _offline(target.with_suffix(".json"), target, ["fp16", str(path), str(target), big])
+    return target, {"fp16": facts.get("fp16", {}) | {"peak_rss_bytes": facts.get("peak_rss_bytes")}}
 
 
 def _big(ckpt: Checkpoint) -> str:
@@ -230,10 +280,13 @@ def _offline(facts_file: Path, target: Path, args: list[str]) -> dict[str, Any]:
 class OnnxRuntimeBackend:
     name: ClassVar[str] = "onnxruntime"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
-    #: The export is float32 (int8 is a rewrite of it, chosen by the backend, not the dtype).
-    dtypes: ClassVar[tuple[str, ...]] = ("float32",)
+    #: The export is float32; int8 is a rewrite of it (chosen by the backend, not the dtype),
+    #: float16 another (ORT's converter), for the CUDA execution provider only.
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float16")
     fused: ClassVar[bool] = False
     int8: ClassVar[bool] = False
+    #: Runs a checkpoint that is an ONNX export already (torch backends need weights).
+    takes_onnx_exports: ClassVar[bool] = True
     #: Exact backends must match eager within the dtype's tolerance; approximate ones
     #: (quantized) are judged by cosine similarity and top-1 agreement instead.
     approximate: ClassVar[bool] = False
@@ -241,15 +294,26 @@ class OnnxRuntimeBackend:
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
         self.session: Any = None
+        #: A given (optimum-cli) export: its graph inputs and head, to adapt its outputs.
+        self.given: OnnxExport | None = None
+        self.io_binding = False
 
     OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
         "graph_optimization_level": ("disable", "basic", "extended", "all"),
         "exporter": EXPORTERS,
+        # Inputs copied into ORT values once per batch (on the device for CUDA), outputs
+        # left where the provider wrote them: no host<->device copy inside the timed call.
+        "io_binding": ("false", "true"),
     }
 
     @classmethod
     def check_options(cls, options: dict[str, str]) -> None:
         validate_options(cls.name, options, cls.OPTIONS)
+
+    @classmethod
+    def dtypes_on(cls, device: str) -> tuple[str, ...]:
+        """float16 graphs need the CUDA provider (ORT's CPU kernels are float32)."""
+        return cls.dtypes if device == "cuda" else ("float32",)
 
     @classmethod
     def unavailable(cls, device: str) -> str | None:
@@ -264,14 +328,24 @@ class OnnxRuntimeBackend:
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
         import onnxruntime as ort
 
-        if self.ctx.dtype != "float32":
-            raise HarnessError(f"{self.name}: only float32 is exported (asked {self.ctx.dtype})")
+        if self.ctx.dtype not in self.dtypes_on(self.ctx.device):
+            raise HarnessError(f"{self.name}: {self.ctx.dtype} is not run on {self.ctx.device}")
         requested = self.ctx.option("exporter", "auto")
-        path, info = _export(ckpt, example, self.ctx.cache_dir, self.fused, requested)
+        gpu = self.ctx.device == "cuda"
+        path, info = _export(ckpt, example, self.ctx.cache_dir, self.fused, requested, gpu)
         if self.int8:
             per_channel = self.ctx.option("per_channel", "false") == "true"
             path, extra = _quantize(path, per_channel, _big(ckpt))
             info |= extra
+        if self.ctx.dtype == "float16":
+            path, extra = _half(path, _big(ckpt))
+            info |= extra
+        self.io_binding = self.ctx.option("io_binding", "false") == "true"
+        if self.io_binding and ckpt.onnx is not None:
+            raise HarnessError(
+                f"{self.name}: io_binding is for the harness's own exports (a given graph's "
+                "outputs are pooled on the host)"
+            )
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.ctx.threads
         opts.inter_op_num_threads = 1
@@ -286,7 +360,9 @@ class OnnxRuntimeBackend:
         opts.log_severity_level = 3
         provider = _PROVIDERS[self.ctx.device]
         self.session = ort.InferenceSession(str(path), opts, providers=[provider])
+        self.given = ckpt.onnx
         return info | {
+            "io_binding": self.io_binding,
             "provider": provider,
             "graph_optimization_level": opts.graph_optimization_level.name,
             "intra_op_num_threads": self.ctx.threads,
@@ -296,18 +372,45 @@ class OnnxRuntimeBackend:
         }
 
     def bind(self, batch: Batch) -> Any:
-        return {
+        feed = {
             "input_ids": batch.input_ids.numpy(),
             "attention_mask": batch.attention_mask.numpy(),
         }
+        if self.given is not None and "token_type_ids" in self.given.inputs:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        if self.io_binding:
+            return self._bind_io(feed)
+        return feed
+
+    def _bind_io(self, feed: dict[str, np.ndarray]) -> Any:
+        import onnxruntime as ort
+
+        device = "cuda" if self.ctx.device == "cuda" else "cpu"
+        binding = self.session.io_binding()
+        values = {k: ort.OrtValue.ortvalue_from_numpy(v, device, 0) for k, v in feed.items()}
+        for name, value in values.items():
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("output", device)
+        return (binding, values)  # the values must outlive the binding's use of them
 
     def run(self, bound: Any) -> Any:
-        return self.session.run(None, bound)[0]
+        if self.io_binding:
+            binding = bound[0]
+            self.session.run_with_iobinding(binding)
+            return binding
+        if self.given is None:
+            return self.session.run(None, bound)[0]
+        # A given graph answers with transformers' outputs; pooling them is part of serving.
+        outs = self.session.run(list(self.given.outputs), bound)
+        named = dict(zip(self.given.outputs, outs, strict=True))
+        return serving_output(self.given.head, named, bound["attention_mask"])
 
     def sync(self) -> None:
         return None  # session.run returns after the provider finished
 
     def output(self, result: Any) -> np.ndarray:
+        if self.io_binding:
+            result = result.copy_outputs_to_cpu()[0]
         return np.asarray(result, dtype=np.float32)
 
     def close(self) -> None:

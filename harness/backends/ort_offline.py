@@ -6,9 +6,10 @@ allocator and inflates every resident figure it records afterwards (7 GB residen
 XLM-R base's 1.1 GB fused graph). In a child process it is returned to the system when the
 child exits, and the child reports its own peak, which is recorded as a cost of its own.
 
-    python -m harness.backends.ort_offline optimize PLAIN TARGET HEADS HIDDEN BIG
+    python -m harness.backends.ort_offline optimize PLAIN TARGET HEADS HIDDEN BIG [GPU]
     python -m harness.backends.ort_offline quantize PLAIN TARGET PER_CHANNEL BIG
     python -m harness.backends.ort_offline fuse-onnxscript PLAIN TARGET BIG
+    python -m harness.backends.ort_offline fp16 PLAIN TARGET BIG
 
 ``BIG`` (``true``/``false``): write the weights beside the graph (external data), which
 protobuf's 2 GB limit requires for XLM-R large in float32.
@@ -29,13 +30,18 @@ from ..errors import HarnessError
 __all__ = ["run_offline"]
 
 
-def _optimize(plain: str, target: str, heads: int, hidden: int, big: bool) -> dict[str, Any]:
+def _optimize(
+    plain: str, target: str, heads: int, hidden: int, big: bool, gpu: bool = False
+) -> dict[str, Any]:
     from onnxruntime.transformers.optimizer import optimize_model
 
     # opt_level=0: the Python fusions only. The default for BERT first builds a full ONNX
     # Runtime session to pre-optimise the graph, holding more copies of the weights; the
     # session that is timed applies ORT's own graph optimizations afterwards anyway.
-    opt = optimize_model(plain, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+    # use_gpu: the fusions meant for the CUDA execution provider (its Attention kernels).
+    opt = optimize_model(
+        plain, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0, use_gpu=gpu
+    )
     stats = {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
     opt.save_model_to_file(target, use_external_data_format=big)
     return {"fusions": stats}
@@ -82,6 +88,18 @@ def _quantize(plain: str, target: str, per_channel: bool, big: bool) -> dict[str
     return {}
 
 
+def _fp16(plain: str, target: str, big: bool) -> dict[str, Any]:
+    """Weights and compute in float16 by ORT's converter; inputs and outputs stay as they
+    were (``keep_io_types``), so the same feeds and the same parity check apply."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(plain), keep_io_types=True)
+    onnx.save(model, target, save_as_external_data=big, location=Path(target).name + ".data")
+    halves = sum(1 for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16)
+    return {"fp16": {"tool": "onnxruntime.transformers.float16", "fp16_initializers": halves}}
+
+
 def run_offline(args: list[str]) -> dict[str, Any]:
     """Run one rewrite in a fresh interpreter; its result plus ``peak_rss_bytes``."""
     env = dict(os.environ)
@@ -104,7 +122,10 @@ def run_offline(args: list[str]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     kind, plain, target, *rest = argv
     if kind == "optimize":
-        out = _optimize(plain, target, int(rest[0]), int(rest[1]), rest[2] == "true")
+        gpu = len(rest) > 3 and rest[3] == "true"
+        out = _optimize(plain, target, int(rest[0]), int(rest[1]), rest[2] == "true", gpu)
+    elif kind == "fp16":
+        out = _fp16(plain, target, rest[0] == "true")
     elif kind == "quantize":
         out = _quantize(plain, target, rest[0] == "true", rest[1] == "true")
     elif kind == "fuse-onnxscript":

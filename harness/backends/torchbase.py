@@ -77,9 +77,9 @@ class TorchBackend(abc.ABC):
                 "cpu_isa": isa,
                 "native_reduced_precision": any(f in isa for f in native[self.ctx.dtype]),
             }
-        model: torch.nn.Module = ckpt.model.to(
-            device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype)
-        ).eval()
+        model: torch.nn.Module = (
+            ckpt.torch_model().to(device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype)).eval()
+        )
         if self.ctx.option("fuse_qkv", "false") == "true":
             from ..fused import fuse_qkv
 
