@@ -10,9 +10,9 @@ variant's threshold, else "invalid".
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+
+from .record_types import Parity
 
 __all__ = ["DEFAULT_MIN_COSINE", "accuracy_facts"]
 
@@ -28,9 +28,9 @@ _CHOOSING = (
 
 def accuracy_facts(
     got: np.ndarray, reference: np.ndarray, head: str, min_cosine: float = DEFAULT_MIN_COSINE
-) -> dict[str, Any]:
+) -> Parity:
     """Per-row (sentence) cosine similarity and top-1 agreement; ``ok`` by the mean cosine."""
-    out: dict[str, Any] = {"kind": "approximate", "reference": "eager float32 (cpu)"}
+    out: Parity = {"kind": "approximate", "reference": "eager float32 (cpu)"}
     if got.shape != reference.shape:
         return out | {"ok": False, "shape": list(got.shape), "max_abs_diff": None}
     if not (np.isfinite(got).all() and np.isfinite(reference).all()):
@@ -39,7 +39,7 @@ def accuracy_facts(
     b = reference.reshape(reference.shape[0], -1).astype(np.float64)
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cos = np.where(norms > 0, np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1), 1.0)
-    facts = out | {
+    facts: Parity = out | {
         "rows": int(a.shape[0]),
         "cosine_mean": float(cos.mean()),
         "cosine_min": float(cos.min()),

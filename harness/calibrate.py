@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any
 
 import torch
 
+from .record_types import Calibration
 from .timing import Timer
 
 __all__ = ["speed_factor", "speed_probe"]
@@ -37,7 +37,7 @@ def _python_loop() -> None:
         raise AssertionError
 
 
-def speed_probe(timer: Timer, repeats: int = 15) -> dict[str, Any]:
+def speed_probe(timer: Timer, repeats: int = 15) -> Calibration:
     """Median seconds of each fixed workload (with the case's thread setting already applied)."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(_N, _N, generator=gen)
@@ -50,10 +50,14 @@ def speed_probe(timer: Timer, repeats: int = 15) -> dict[str, Any]:
     return {"matmul_s": matmul, "python_s": loop, "workload": f"mm {_N}x{_N} fp32; 20k-step loop"}
 
 
-def speed_factor(base: dict[str, Any], cand: dict[str, Any]) -> float | None:
+def speed_factor(base: Calibration, cand: Calibration) -> float | None:
     """How much slower the machine was for the candidate (geometric mean over both probes);
     ``None`` when either side has no probe."""
-    keys = ("matmul_s", "python_s")
-    if not all(base.get(k) and cand.get(k) for k in keys):
+    pairs = [
+        (base.get("matmul_s"), cand.get("matmul_s")),
+        (base.get("python_s"), cand.get("python_s")),
+    ]
+    ratios = [b / a for a, b in pairs if a and b]
+    if len(ratios) < len(pairs):
         return None
-    return math.exp(sum(math.log(cand[k] / base[k]) for k in keys) / len(keys))
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios))

@@ -26,6 +26,7 @@ from .config import ArchSpec, ModelSpec, arch_from_config
 from .errors import HarnessError
 from .heads import ServingModel, build_hf_model, hf_model_class
 from .onnx_export_dir import OnnxExport
+from .record_types import CheckpointInfo
 from .weights import WeightStats, weight_stats
 
 __all__ = ["Checkpoint", "build_random_init", "load_checkpoint", "xlmr_config"]
@@ -58,11 +59,8 @@ class Checkpoint:
             )
         return self.model
 
-    def describe(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {}
-        if self.onnx is not None:
-            extra = {"onnx_export": self.onnx.describe(), "reference": self.spec.reference}
-        return extra | {
+    def describe(self) -> CheckpointInfo:
+        info: CheckpointInfo = {
             "name": self.spec.name,
             "source": self.spec.source,
             "head": self.spec.head,
@@ -75,8 +73,12 @@ class Checkpoint:
                 "vocab": self.arch.vocab,
                 "max_positions": self.arch.max_positions,
             },
-            "weights": self.weights.to_dict(),
+            "weights": self.weights.to_record(),
         }
+        if self.onnx is not None:
+            info["onnx_export"] = self.onnx.describe()
+            info["reference"] = self.spec.reference
+        return info
 
 
 def xlmr_config(spec: ModelSpec) -> Any:

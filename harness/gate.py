@@ -22,6 +22,7 @@ from .comparison.decide import comparability_problems, merge_records
 from .errors import HarnessError
 from .hierarchy import Estimate, stratified_ratio
 from .metrics import METRICS
+from .record_types import statistic
 from .results import Record, Run
 from .stats import (
     SampleComparison,
@@ -112,7 +113,7 @@ def _sample_rows(a: Record, b: Record, metrics: Sequence[str], normalize: bool) 
         if metric == "throughput":
             base, cand = a.throughput["sequences_per_s"], b.throughput["sequences_per_s"]
         else:
-            base, cand = a.summary[metric], b.summary[metric]
+            base, cand = statistic(a.summary, metric), statistic(b.summary, metric)
         row = _timing_row(a.case_id, metric, base, cand, c)
         row.speed_factor = factor
         rows.append(row)

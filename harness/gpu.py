@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .kernels import KernelTime, breakdown
+from .record_types import Energy, GpuFacts, Kernels
 
 __all__ = [
     "CudaEventTimer",
@@ -97,7 +98,7 @@ class EnergyMeter:
         except Exception:
             return None
 
-    def stop(self) -> dict[str, Any]:
+    def stop(self) -> Energy:
         if self._nv is None:
             return {"method": "unavailable (no NVML)"}
         seconds = time.perf_counter() - self._t0
@@ -143,7 +144,7 @@ def gpu_env() -> dict[str, Any]:
     return env
 
 
-def count_kernels(fn: Callable[[], object]) -> dict[str, Any]:
+def count_kernels(fn: Callable[[], object]) -> Kernels:
     """Kernels one call launches and their summed device time, from the profiler (CUPTI).
 
     Small-batch latency is launch-bound: the count says how far a variant got, and why."""
@@ -160,11 +161,12 @@ def count_kernels(fn: Callable[[], object]) -> dict[str, Any]:
             for e in prof.events()
             if e.device_type == DeviceType.CUDA
         ]
-        return {
+        facts: Kernels = {
             "per_call": len(kernels),
             "device_time_s": sum(k.seconds for k in kernels),
             "method": "torch.profiler (CUPTI), one call, after the group's timed cases",
-        } | breakdown(kernels)
+        }
+        return facts | breakdown(kernels)
     except Exception as exc:  # profiling is a fact about the case, never a reason to fail it
         return {"method": f"unavailable ({type(exc).__name__}: {exc})"[:200]}
 
@@ -201,13 +203,13 @@ class GpuCaseProbe:
         torch.cuda.synchronize()
         self.meter.start()
 
-    def stop(self, sequences: int) -> dict[str, Any]:
+    def stop(self, sequences: int) -> GpuFacts:
         from .roofline import energy_per_1k
 
         torch.cuda.synchronize()
         energy = self.meter.stop()
         peak = torch.cuda.max_memory_allocated()
-        out: dict[str, Any] = {
+        out: GpuFacts = {
             "max_allocated_bytes": peak,
             "max_reserved_bytes": torch.cuda.max_memory_reserved(),
             "resident_before_bytes": self.weights_bytes,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+
+from .record_types import Kernels
 
 __all__ = ["KIND_RULES", "KernelTime", "breakdown", "kernel_kind"]
 
@@ -45,7 +46,7 @@ class KernelTime:
     seconds: float
 
 
-def breakdown(kernels: Iterable[KernelTime], top: int = 5) -> dict[str, Any]:
+def breakdown(kernels: Iterable[KernelTime], top: int = 5) -> Kernels:
     """Counts and device time per kind, and the ``top`` kernel names by summed time."""
     by_kind: dict[str, dict[str, float]] = {}
     by_name: dict[str, list[float]] = {}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .env import collect_env
 from .errors import HarnessError
+from .record_types import CaseInfo
 from .results import Record, RunMeta, load_run, timestamp
 from .runner import Event, RunOptions, error_record, run_group
 from .store import RunStore, new_run_id
@@ -110,7 +111,7 @@ def run_in_worker(
 
 
 def _group_job(
-    cases: list[dict[str, Any]], store: RunStore, opts: RunOptions, emit: Callable[[Event], None]
+    cases: list[CaseInfo], store: RunStore, opts: RunOptions, emit: Callable[[Event], None]
 ) -> None:
     run_group([Case.from_dict(c) for c in cases], store, opts, emit)
 

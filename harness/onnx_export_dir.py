@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import HarnessError
+from .record_types import OnnxExportInfo
 
 __all__ = [
     "ONNX_FILE",
@@ -55,7 +56,7 @@ class OnnxExport:
     def model_file(self) -> Path:
         return self.directory / ONNX_FILE
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> OnnxExportInfo:
         return {
             "directory": str(self.directory),
             "inputs": dict(self.inputs),

@@ -3,9 +3,9 @@ one-line reason a group is ``invalid``. (Approximate backends: :mod:`harness.acc
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+
+from .record_types import Parity, RealTextCheck
 
 __all__ = ["parity_check", "parity_message", "parity_tolerance"]
 
@@ -17,10 +17,10 @@ def parity_tolerance(dtype: str, reference: np.ndarray) -> float:
     return per_dtype.get(dtype, 1e-4) * scale
 
 
-def parity_check(got: np.ndarray, reference: np.ndarray, dtype: str) -> dict[str, Any]:
+def parity_check(got: np.ndarray, reference: np.ndarray, dtype: str) -> Parity:
     """Max |backend − eager float32| against the dtype's tolerance. NaN or infinite outputs
     (either side) are reported as such, never as a parity number."""
-    out: dict[str, Any] = {"reference": "eager float32 (cpu)"}
+    out: Parity = {"reference": "eager float32 (cpu)"}
     if not np.isfinite(reference).all():
         return out | {"ok": False, "non_finite": "reference", "max_abs_diff": None}
     if not np.isfinite(got).all():
@@ -32,7 +32,7 @@ def parity_check(got: np.ndarray, reference: np.ndarray, dtype: str) -> dict[str
     return out | {"max_abs_diff": diff, "tolerance": tol, "ok": bool(diff <= tol)}
 
 
-def parity_message(parity: dict[str, Any]) -> str:
+def parity_message(parity: Parity | RealTextCheck) -> str:
     """Why a group is ``invalid``, in one line."""
     if parity.get("checked") is False:
         return str(parity.get("note", "outputs not checked"))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import HarnessError
+from .record_types import HostInfo
 from .results import Record
 from .runner import Event, RunOptions, error_record, run_group
 from .store import RunStore
@@ -105,7 +106,7 @@ def connect(target: RayTarget) -> Any:
     return ray
 
 
-def node_facts() -> dict[str, Any]:
+def node_facts() -> HostInfo:
     """What a record says about where it was measured: node, process, hardware, versions."""
     from .comparison.decide import hardware_class
     from .env import COMPARABLE_KEYS, collect_env
@@ -130,7 +131,7 @@ def node_facts() -> dict[str, Any]:
 class _QueueSink:
     """The worker's stand-in for the run store: records go back to the driver instead."""
 
-    def __init__(self, q: queue.Queue[Any], host: dict[str, Any]) -> None:
+    def __init__(self, q: queue.Queue[Any], host: HostInfo) -> None:
         self.q, self.host = q, host
 
     def append(self, record: Record) -> None:

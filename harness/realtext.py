@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .accuracy import DEFAULT_MIN_COSINE, accuracy_facts
 from .parity import parity_check, parity_message
+from .record_types import RealTextCheck
 from .results import Record
 from .stats import by_batch
 from .textload import ceiling_batches
@@ -89,14 +90,14 @@ def _no_padding_ceiling(
 def _real_text_parity(record: Record, case: Case, group: Group, inputs: CaseInputs) -> None:
     """An exact backend that reshapes the work (packing) on the case's own real sentences:
     every batch's outputs against padded eager float32's, held to the usual tolerance."""
-    worst: dict[str, Any] = {"max_abs_diff": 0.0, "ok": True}
+    worst: RealTextCheck = {"max_abs_diff": 0.0, "ok": True}
     for got, ref in _outputs(group, inputs):
         check = parity_check(got, ref, case.dtype)
-        if not check["ok"] or (check["max_abs_diff"] or 0) >= worst["max_abs_diff"]:
+        if not check["ok"] or (check["max_abs_diff"] or 0) >= (worst["max_abs_diff"] or 0):
             worst = check
         if not check["ok"]:
             break
-    record.parity = dict(group.parity) | {"real_text": worst | {"batches": len(inputs.batches)}}
+    record.parity = group.parity | {"real_text": worst | {"batches": len(inputs.batches)}}
     if not worst["ok"]:
         record.status = "invalid"
         record.message = f"on real {case.language} sentences: {parity_message(worst)}"
@@ -110,7 +111,7 @@ def _real_text_accuracy(record: Record, case: Case, group: Group, inputs: CaseIn
         accuracy_facts(got, ref, case.model.head, threshold) for got, ref in _outputs(group, inputs)
     ]
     rows = sum(int(f.get("rows", 0)) for f in facts)
-    merged: dict[str, Any] = {
+    merged: RealTextCheck = {
         "batches": len(facts),
         "rows": rows,
         # Weighted by sentences, so a short last batch counts for what it holds.
@@ -122,7 +123,7 @@ def _real_text_accuracy(record: Record, case: Case, group: Group, inputs: CaseIn
         merged["top1_agreement"] = sum(f["top1_agreement"] * f["rows"] for f in facts) / max(
             rows, 1
         )
-    record.parity = dict(group.parity) | {"real_text": merged}
+    record.parity = group.parity | {"real_text": merged}
     if merged["cosine_mean"] < threshold:
         record.status = "invalid"
         record.message = (

@@ -57,7 +57,7 @@ def _cold_rows(records: list[Record]) -> list[dict[str, str]]:
         key = (r.model, r.case["backend"])
         if key in rows or not r.cold:
             continue
-        extra = dict(r.backend.get("fusions") or {})
+        extra: dict[str, object] = dict(r.backend.get("fusions") or {})
         for name in ("fuse_qkv", "compile"):
             if r.backend.get(name) not in (None, False, "none"):
                 extra[name] = r.backend[name]

@@ -13,6 +13,9 @@ Schema history (bump ``SCHEMA_VERSION`` and add a migration for every change):
     older runs have an empty one. Records also carry ``host``: where a case measured on a Ray
     cluster ran (node, process, hardware class, versions); empty when the run's own
     environment (``run.json``) describes it.
+5 — FLOPs and the roofline move from ``gpu.compute`` to their own field, ``compute``: they
+    are computed on every device (``gpu`` keeps device memory, energy and kernels). Older
+    records load with the field moved.
 
 Older files are migrated on load, newer ones refused; never misread.
 """
@@ -27,10 +30,27 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HarnessError
+from .record_types import (
+    BackendInfo,
+    Calibration,
+    CaseInfo,
+    CheckpointInfo,
+    Cold,
+    Compute,
+    GpuFacts,
+    HostInfo,
+    Memory,
+    Parity,
+    Scenario,
+    Summary,
+    Throughput,
+    TokenizerInfo,
+    Workload,
+)
 
 __all__ = ["SCHEMA_VERSION", "STATUSES", "Record", "Run", "RunMeta", "load_run", "timestamp"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 STATUSES = ("ok", "invalid", "error", "skipped")
 
 
@@ -44,6 +64,7 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: lambda data: data | {"schema_version": 2},  # v2 only adds a defaulted record field
     2: lambda data: data | {"schema_version": 3},  # v3 likewise (traceback)
     3: lambda data: data | {"schema_version": 4},  # v4 likewise (scenario)
+    4: lambda data: data | {"schema_version": 5},  # v5 moves a record field (Record.from_dict)
 }
 
 
@@ -52,27 +73,30 @@ class Record:
     """One case's result. ``samples`` are per-call seconds after warmup."""
 
     case_id: str
-    case: dict[str, Any]
+    case: CaseInfo
     status: str
     message: str = ""
-    checkpoint: dict[str, Any] = field(default_factory=dict)
-    tokenizer: dict[str, Any] = field(default_factory=dict)
-    backend: dict[str, Any] = field(default_factory=dict)
-    workload: dict[str, Any] = field(default_factory=dict)
+    checkpoint: CheckpointInfo = field(default_factory=lambda: CheckpointInfo())
+    tokenizer: TokenizerInfo = field(default_factory=lambda: TokenizerInfo())
+    backend: BackendInfo = field(default_factory=lambda: BackendInfo())
+    workload: Workload = field(default_factory=lambda: Workload())
     warmup: list[float] = field(default_factory=list)
     samples: list[float] = field(default_factory=list)
     stop_reason: str = ""
-    summary: dict[str, Any] = field(default_factory=dict)
-    throughput: dict[str, Any] = field(default_factory=dict)
-    memory: dict[str, Any] = field(default_factory=dict)
-    parity: dict[str, Any] = field(default_factory=dict)
-    cold: dict[str, Any] = field(default_factory=dict)
-    gpu: dict[str, Any] = field(default_factory=dict)
-    calibration: dict[str, Any] = field(default_factory=dict)
+    summary: Summary = field(default_factory=lambda: Summary())
+    throughput: Throughput = field(default_factory=lambda: Throughput())
+    memory: Memory = field(default_factory=lambda: Memory())
+    parity: Parity = field(default_factory=lambda: Parity())
+    cold: Cold = field(default_factory=lambda: Cold())
+    #: FLOPs per call and achieved TFLOP/s on every device; on a GPU also the roofline.
+    compute: Compute = field(default_factory=lambda: Compute())
+    #: On a GPU: device memory, NVML readings, energy, kernels per call.
+    gpu: GpuFacts = field(default_factory=lambda: GpuFacts())
+    calibration: Calibration = field(default_factory=lambda: Calibration())
     #: ``serve-bench`` only: LoadGen scenarios, their summaries and the capacity found.
-    scenario: dict[str, Any] = field(default_factory=dict)
+    scenario: Scenario = field(default_factory=lambda: Scenario())
     #: Ray executor only: the node the case ran on, its hardware class and versions.
-    host: dict[str, Any] = field(default_factory=dict)
+    host: HostInfo = field(default_factory=lambda: HostInfo())
     started_at: str = ""
     wall_s: float = 0.0
     #: For ``error`` records: the whole traceback, so a failure can be read from the run.
@@ -97,6 +121,10 @@ class Record:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         known = {f.name for f in fields(cls)}
+        gpu = data.get("gpu")
+        if isinstance(gpu, dict) and "compute" in gpu and "compute" not in data:  # v1-v4
+            gpu = dict(gpu)
+            data = data | {"compute": gpu.pop("compute"), "gpu": gpu}
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

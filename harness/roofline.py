@@ -15,10 +15,10 @@ encoder on ``B·choices`` sequences.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from .config import ArchSpec
+from .record_types import Roofline as RooflineRecord
 
 __all__ = [
     "PEAKS",
@@ -115,8 +115,17 @@ class Roofline:
     over_floor: float | None  # measured time / weight-reading floor
     peak_source: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> RooflineRecord:
+        return {
+            "flops": self.flops,
+            "achieved_tflops": self.achieved_tflops,
+            "peak_tflops": self.peak_tflops,
+            "share_of_peak": self.share_of_peak,
+            "weight_bytes": self.weight_bytes,
+            "weight_floor_s": self.weight_floor_s,
+            "over_floor": self.over_floor,
+            "peak_source": self.peak_source,
+        }
 
 
 def roofline(

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,6 +28,18 @@ from .errors import HarnessError
 from .memory import PeakRSS
 from .parity import parity_check, parity_message
 from .realtext import check_real_text
+from .record_types import (
+    BackendInfo,
+    Cold,
+    Compute,
+    GpuFacts,
+    Kernels,
+    Memory,
+    Parity,
+    Throughput,
+    TokenizerInfo,
+    Workload,
+)
 from .results import Record, timestamp
 from .stats import is_unstable, summarize
 from .store import RecordSink
@@ -89,7 +101,7 @@ def error_record(
     )
 
 
-def memory_facts(memory: PeakRSS, group: Group) -> dict[str, Any]:
+def memory_facts(memory: PeakRSS, group: Group) -> Memory:
     """A measured case's memory: its peak resident memory above its start, and the weights'."""
     return {
         "peak_rss_delta_bytes": memory.peak_delta(),
@@ -103,12 +115,12 @@ def memory_facts(memory: PeakRSS, group: Group) -> dict[str, Any]:
 class Group:
     ckpt: Checkpoint
     backend: Backend
-    info: dict[str, Any]
-    cold: dict[str, float]
-    parity: dict[str, Any]
+    info: BackendInfo
+    cold: Cold
+    parity: Parity
 
 
-def unchecked_parity(got: np.ndarray, name: str) -> dict[str, Any]:
+def unchecked_parity(got: np.ndarray, name: str) -> Parity:
     """No PyTorch weights to compare with (an ONNX export given without ``reference``): the
     probe still ran, its outputs are finite or the case is invalid; the record says so."""
     finite = bool(np.isfinite(got).all())
@@ -142,7 +154,9 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
     ctx = BackendContext(case.device, case.dtype, case.threads, opts.cache_dir, case.options)
     backend = make_backend(case.backend, ctx)
     start = time.perf_counter()
-    info = backend.prepare(ckpt, example)
+    # Each backend says what it did in its own words; BackendInfo lists every key they use
+    # (the suite validates each record it writes against the published schema).
+    info = cast(BackendInfo, backend.prepare(ckpt, example))
     prepare_s = time.perf_counter() - start
     if case.device == "cuda":
         from .gpu import gpu_env, measure_matmul_peak
@@ -165,7 +179,7 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
     parity["probe_shape"] = list(probe.input_ids.shape)
     # The resident peak of loading + preparing (export, optimizer, trace, compile): what a
     # machine must have free to get this backend ready, apart from what serving then needs.
-    cold = {
+    cold: Cold = {
         "load_s": ckpt.load_s,
         "prepare_s": prepare_s,
         "prepare_peak_rss_bytes": memory.before + memory.peak_delta(),
@@ -175,13 +189,14 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
 
 def _workload(
     case: Case, ckpt: Checkpoint, opts: RunOptions
-) -> tuple[list[Batch], dict[str, Any], dict[str, Any]]:
+) -> tuple[list[Batch], TokenizerInfo, Workload]:
     if case.language is None:
         batch = synthetic_batch(
             case.batch_size, case.seq_len, ckpt.arch.vocab, choices=case.model.choices, seed=0
         )
-        tokenizer = {"kind": "none", "note": "synthetic token ids, no tokenizer"}
-        return [batch], tokenizer, {"kind": "synthetic", "n_batches": 1, "pad_share": 0.0}
+        tokenizer: TokenizerInfo = {"kind": "none", "note": "synthetic token ids, no tokenizer"}
+        synthetic: Workload = {"kind": "synthetic", "n_batches": 1, "pad_share": 0.0}
+        return [batch], tokenizer, synthetic
     from .textload import language_workload
 
     return language_workload(case, ckpt, opts.corpus, opts.cache_dir)
@@ -193,8 +208,8 @@ class CaseInputs:
 
     batches: list[Batch]
     calls: list[Callable[[], object]]
-    tokenizer: dict[str, Any]
-    workload: dict[str, Any]
+    tokenizer: TokenizerInfo
+    workload: Workload
     #: Seconds spent binding the batches: ~0 for most backends; CUDA-graph capture (and the
     #: compilation a compiled module does on its first call at a shape) for ``cuda-graph``.
     bind_s: float = 0.0
@@ -229,7 +244,7 @@ def default_timer(case: Case, backend: Backend) -> Timer:
 
 
 #: Profiles one call of a measured case after the group's timing is done (or ``None``).
-AfterTiming = Callable[[], dict[str, Any]] | None
+AfterTiming = Callable[[], Kernels] | None
 
 
 def kernel_profile(case: Case, call: Callable[[], object]) -> AfterTiming:
@@ -264,7 +279,7 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> tuple[Record, A
     if probe is not None:  # energy of steady-state calls only, not of a first-call compile
         probe.start_energy()
     samples = measure(timer, inputs.calls, case.measure)
-    device = {}
+    device: GpuFacts = {}
     if probe is not None:
         calls = len(samples.warmup) + len(samples.values)
         mean_seqs = sum(b.sequences for b in inputs.batches) / len(inputs.batches)
@@ -284,10 +299,10 @@ def build_record(
     samples: Samples,
     first_call_s: float,
     memory: PeakRSS,
-    device: dict[str, Any] | None = None,
+    device: GpuFacts | None = None,
 ) -> Record:
     """Statistics, throughput, memory and compute of a measured case, as a versioned record."""
-    batches, workload = inputs.batches, dict(inputs.workload)
+    batches, workload = inputs.batches, inputs.workload.copy()
     memory_row = memory_facts(memory, group)
     summary = summarize(samples.values, len(batches))
     unstable = is_unstable(summary.rel_ci, case.measure.target_rel_ci)
@@ -300,19 +315,18 @@ def build_record(
     real = [b.real_tokens for b in batches]
     passes = [i % len(batches) for i in range(n)]
     total_s = float(np.sum(samples.values))
-    throughput = {
+    throughput: Throughput = {
         "sequences_per_s": sum(seqs[i] for i in passes) / total_s,
         "tokens_per_s": sum(positions[i] for i in passes) / total_s,
         "real_tokens_per_s": sum(real[i] for i in passes) / total_s,
         "basis": "work of all timed calls / their summed time",
     }
-    device = dict(device or {})
-    device["compute"] = compute_facts(case, group, batches, passes, total_s, summary.p50)
+    compute = compute_facts(case, group, batches, passes, total_s, summary.p50)
     workload |= {
         "sequences_per_call": float(np.mean(seqs)),
         "positions_per_call": float(np.mean(positions)),
         "real_tokens_per_call": float(np.mean(real)),
-        "batch_shapes": sorted({tuple(b.input_ids.shape) for b in batches}),
+        "batch_shapes": [list(s) for s in sorted({tuple(b.input_ids.shape) for b in batches})],
     }
     return Record(
         case_id=case.case_id,
@@ -326,12 +340,13 @@ def build_record(
         warmup=samples.warmup,
         samples=samples.values,
         stop_reason=samples.stop_reason,
-        summary=summary.to_dict() | {"unstable": unstable},
+        summary=summary.to_record() | {"unstable": unstable},
         throughput=throughput,
         memory=memory_row,
         parity=group.parity,
         cold=group.cold | {"bind_s": inputs.bind_s, "first_call_s": first_call_s},
-        gpu=device,
+        compute=compute,
+        gpu=device or {},
         started_at=timestamp(),
         wall_s=samples.wall_s,
     )
@@ -339,7 +354,7 @@ def build_record(
 
 def compute_facts(
     case: Case, group: Group, batches: list[Batch], passes: list[int], total_s: float, p50_s: float
-) -> dict[str, Any]:
+) -> Compute:
     """FLOPs and achieved TFLOP/s (every device); on a GPU also the share of the device's
     peak and the weight-reading floor (see :mod:`harness.roofline`)."""
     from .roofline import forward_flops, lookup_peak, roofline, weight_bytes
@@ -356,7 +371,7 @@ def compute_facts(
         )
         for b in batches
     ]
-    facts: dict[str, Any] = {
+    facts: Compute = {
         "flops_per_call": float(np.mean(per_batch)),
         "achieved_tflops": sum(per_batch[i] for i in passes) / total_s / 1e12,
         "formula": "harness.roofline.forward_flops",

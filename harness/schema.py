@@ -32,12 +32,31 @@ _DESCRIPTIONS = {
     "memory": "peak RSS above the case start, RSS before, method, parameter bytes",
     "parity": "max |diff| vs eager float32 and tolerance, or accuracy (cosine, top-1)",
     "cold": "load, prepare, bind/capture, first call (s); preparation peak RSS (bytes)",
-    "gpu": "device memory, NVML, energy, kernels per call, compute (FLOPs, roofline)",
+    "compute": "FLOPs per call and achieved TFLOP/s (every device); the roofline on a GPU",
+    "gpu": "device memory, NVML, energy, kernels per call by kind",
     "traceback": "for error records: the whole Python traceback",
 }
 
 
+def _typeddict(tp: Any) -> dict[str, Any]:
+    """A record part (:mod:`harness.record_types`): its keys and their types, every key
+    optional, no other keys — so a writer that drifts from the declared format fails the
+    suite's validation of every record it writes."""
+    hints = typing.get_type_hints(tp)
+    out: dict[str, Any] = {
+        "type": "object",
+        "properties": {name: _type(hint) for name, hint in hints.items()},
+        "additionalProperties": False,
+    }
+    doc = (tp.__doc__ or "").strip()
+    if doc and not doc.startswith(tp.__name__ + "("):  # functional TypedDicts have none
+        out["description"] = " ".join(doc.split())
+    return out
+
+
 def _type(tp: Any) -> dict[str, Any]:
+    if typing.is_typeddict(tp):
+        return _typeddict(tp)
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
         return {"anyOf": [_type(t) for t in typing.get_args(tp)]}
@@ -54,7 +73,11 @@ def _type(tp: Any) -> dict[str, Any]:
     if origin is list:
         (item,) = typing.get_args(tp) or (Any,)
         return {"type": "array", "items": _type(item)}
-    if origin is dict or tp is dict:
+    if origin is dict:
+        _, value = typing.get_args(tp) or (str, Any)
+        inner = _type(value)
+        return {"type": "object", "additionalProperties": inner} if inner else {"type": "object"}
+    if tp is dict:
         return {"type": "object"}
     return {}
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from .record_types import Summary as RecordSummary
+
 __all__ = [
     "Summary",
     "adjust",
@@ -65,6 +67,22 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_record(self) -> RecordSummary:
+        """The record's ``summary`` part (:class:`harness.record_types.Summary`)."""
+        return {
+            "n": self.n,
+            "mean": self.mean,
+            "std": self.std,
+            "min": self.min,
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+            "max": self.max,
+            "iqr": self.iqr,
+            "rel_ci": self.rel_ci,
+            "warnings": list(self.warnings),
+        }
 
 
 def median_rel_ci(values: Sequence[float], confidence: float = 0.95) -> float:

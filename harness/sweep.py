@@ -9,12 +9,16 @@ runner skip the larger ones.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .config import DTYPES, MeasureSpec, ModelSpec, _check_keys, _typed, read_toml, resolve_model
 from .errors import HarnessError
+
+if TYPE_CHECKING:
+    from .record_types import CaseInfo
 
 __all__ = ["DEVICES", "POLICIES", "Case", "SweepSpec", "expand", "load_sweep"]
 
@@ -61,11 +65,12 @@ class Case:
         """Cases that share one loaded checkpoint and one prepared backend."""
         return (self.model.name, self.backend, self.dtype)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> CaseInfo:
+        # asdict writes exactly CaseInfo's keys (options as pairs, the specs as objects).
+        return cast("CaseInfo", asdict(self))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Case:
+    def from_dict(cls, data: Mapping[str, Any]) -> Case:
         data = dict(data)
         model = ModelSpec.from_dict(dict(data.pop("model")))
         measure = MeasureSpec(**data.pop("measure"))

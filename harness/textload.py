@@ -28,6 +28,7 @@ import numpy as np
 
 from .corpus import Pairs, read_pairs
 from .errors import HarnessError
+from .record_types import Bucket, TokenizerInfo, Workload
 from .tokenize import TextTokenizer, get_tokenizer
 from .workloads import BOS, EOS, Batch, padded_batch, synthetic_batch
 
@@ -71,7 +72,7 @@ def mixed_sentences(pairs: list[Pairs]) -> list[str]:
 
 def bucket_batches(
     rows: list[list[int]], batch_size: int, n_batches: int, choices: int = 1
-) -> tuple[list[Batch], list[dict[str, Any]]]:
+) -> tuple[list[Batch], list[Bucket]]:
     """Length buckets over the whole pool: sort every row by length, cut into full batches,
     and keep ``n_batches`` of them spread evenly from the shortest to the longest. Returns the
     batches and, per batch, its bucket's boundaries and padding share."""
@@ -83,7 +84,8 @@ def bucket_batches(
     ]
     # Evenly spread from the shortest bucket to the longest (repeats when there are fewer).
     picks = [int(p) for p in np.linspace(0, len(chunks) - 1, num=n_batches).round()]
-    batches, buckets = [], []
+    batches: list[Batch] = []
+    buckets: list[Bucket] = []
     for p in picks:
         chunk = chunks[p]
         batch = padded_batch(chunk, max(len(r) for r in chunk), choices=choices)
@@ -135,7 +137,7 @@ def build_batches(
 
 def language_workload(
     case: Case, ckpt: Checkpoint, corpus: Path | None, cache_dir: Path
-) -> tuple[list[Batch], dict[str, Any], dict[str, Any]]:
+) -> tuple[list[Batch], TokenizerInfo, Workload]:
     """Batches for a language case, the tokenizer's identity, and the workload's facts."""
     if corpus is None or case.language is None:
         raise HarnessError("language cases need a corpus directory")
@@ -145,7 +147,7 @@ def language_workload(
     sentences = mixed_sentences(pairs) if len(pairs) > 1 else list(pairs[0].text)
     encoded = [encode_with_specials(tok, s, case.seq_len, ckpt.arch.vocab) for s in sentences]
     rows = [e[0] for e in encoded]
-    buckets: list[dict[str, Any]] = []
+    buckets: list[Bucket] = []
     if case.policy == "bucket":
         batches, buckets = bucket_batches(rows, case.batch_size, n_batches, case.model.choices)
     else:
@@ -154,7 +156,7 @@ def language_workload(
         )
     positions = sum(b.positions for b in batches)
     real = sum(b.real_tokens for b in batches)
-    workload: dict[str, Any] = {
+    workload: Workload = {
         "kind": "tatoeba",
         "language": case.language,
         "policy": case.policy,

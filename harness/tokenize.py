@@ -21,6 +21,7 @@ from typing import Any
 
 from .corpus import available_languages, read_pairs
 from .errors import HarnessError
+from .record_types import TokenizerInfo
 
 __all__ = ["TextTokenizer", "checkpoint_tokenizer", "get_tokenizer", "train_surrogate"]
 
@@ -52,14 +53,16 @@ class TextTokenizer:
         return list(self.encoder.encode(text, add_special_tokens=False))
 
     @property
-    def info(self) -> dict[str, Any]:
-        return {
+    def info(self) -> TokenizerInfo:
+        info: TokenizerInfo = {
             "kind": self.kind,
             "name": self.name,
             "sha256": self.sha256,
             "vocab_size": self.vocab_size,
-            **self.info_extra,
         }
+        if "trained_on" in self.info_extra:
+            info["trained_on"] = str(self.info_extra["trained_on"])
+        return info
 
 
 def _training_text(corpus: Path) -> str:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .record_types import WeightsInfo
+
 __all__ = ["WeightStats", "weight_stats"]
 
 
@@ -29,6 +31,16 @@ class WeightStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_record(self) -> WeightsInfo:
+        return {
+            "sha256": self.sha256,
+            "n_params": self.n_params,
+            "param_bytes": self.param_bytes,
+            "dtypes": list(self.dtypes),
+            "zero_share": self.zero_share,
+            "subnormal_share": self.subnormal_share,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeightStats:

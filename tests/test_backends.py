@@ -111,7 +111,7 @@ def test_ort_float16_converter_halves_the_weights(cache_dir: Path) -> None:
     from harness.backends.onnxruntime import _export, _half
 
     ckpt = load_checkpoint(_spec("encoder"), cache_dir)
-    plain, _ = _export(ckpt, synthetic_batch(2, 16, TINY.vocab, pad_rows=True), cache_dir, False)
+    plain, _, _ = _export(ckpt, synthetic_batch(2, 16, TINY.vocab, pad_rows=True), cache_dir, False)
     half, info = _half(plain, "false")
     model = onnx.load(str(half))
     kinds = {i.data_type for i in model.graph.initializer if len(i.dims) == 2}

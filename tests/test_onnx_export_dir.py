@@ -169,3 +169,35 @@ def test_an_optimum_export_loads_and_runs(
     assert code == 0, err
     (rec,) = load_run(next(out.iterdir())).records
     assert rec.status == "ok" and rec.parity.get("max_abs_diff", 1.0) < 1e-4
+
+
+@pytest.mark.parametrize("head", ["encoder", "sequence-classification", "question-answering"])
+def test_optimum_as_the_harness_exporter_keeps_parity(head: str, cache_dir: Path) -> None:
+    pytest.importorskip("optimum.exporters.onnx")
+    from harness.backends import BackendContext, make_backend
+    from harness.checkpoints import load_checkpoint
+    from harness.config import ArchSpec, ModelSpec
+    from harness.workloads import synthetic_batch
+
+    arch = ArchSpec(layers=2, hidden=32, ffn=64, heads=4, vocab=500, max_positions=130)
+    spec = ModelSpec(name=f"o-{head}", source="random-init", head=head, arch=arch)
+    ckpt = load_checkpoint(spec, cache_dir)
+    probe = synthetic_batch(3, 21, arch.vocab, seed=5, pad_rows=True)
+    with torch.inference_mode():
+        reference = ckpt.torch_model()(probe.input_ids, probe.attention_mask).numpy()
+    ctx = BackendContext("cpu", "float32", 1, cache_dir, (("exporter", "optimum"),))
+    b = make_backend("onnxruntime", ctx)
+    info = b.prepare(ckpt, synthetic_batch(2, 16, arch.vocab, pad_rows=True))
+    got = b.output(b.run(b.bind(probe)))
+    assert info["exporter"].startswith("optimum-onnx")
+    np.testing.assert_allclose(got, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_exporter_optimum_without_optimum_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.backends import BACKENDS
+    from harness.backends import onnxruntime as ort_backend
+    from harness.errors import HarnessError
+
+    monkeypatch.setattr(ort_backend, "_optimum_version", lambda: None)
+    with pytest.raises(HarnessError, match=r"exporter=optimum needs optimum"):
+        BACKENDS["onnxruntime"].check_options({"exporter": "optimum"})

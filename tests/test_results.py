@@ -32,7 +32,7 @@ def test_round_trip_and_schema_version(tmp_path: Path) -> None:
     store.append(_record(1))
     store.append(_record(2, "error"))
     run = load_run(store.path)
-    assert run.meta.schema_version == SCHEMA_VERSION == 4
+    assert run.meta.schema_version == SCHEMA_VERSION == 5
     assert [r.to_dict() for r in run.records] == [
         _record(1).to_dict(),
         _record(2, "error").to_dict(),
@@ -45,10 +45,34 @@ def test_round_trip_and_schema_version(tmp_path: Path) -> None:
 def test_golden_v1_file_still_loads() -> None:
     run = load_run(DATA / "run_v1")
     assert run.meta.run_id == "golden-v1"
-    assert run.meta.schema_version == 4  # migrated on load
+    assert run.meta.schema_version == 5  # migrated on load
     assert run.records[0].summary["p50"] == pytest.approx(0.0012)
     assert run.records[0].calibration == {}  # v1 had no speed probe
     assert run.records[0].scenario == {} and run.records[0].host == {}  # v4 fields, defaulted
+
+
+def test_v4_records_load_with_compute_moved_out_of_gpu() -> None:
+    # Up to v4, FLOPs and the roofline sat in ``gpu.compute``, even for CPU cases.
+    old = {
+        "case_id": "m/eager/cpu/float32/b1/s8/t1",
+        "case": {},
+        "status": "ok",
+        "gpu": {"compute": {"achieved_tflops": 0.5}, "max_allocated_bytes": 7},
+    }
+    rec = Record.from_dict(old)
+    assert rec.compute == {"achieved_tflops": 0.5}
+    assert rec.gpu == {"max_allocated_bytes": 7} and "compute" in old["gpu"]  # input untouched
+    assert Record.from_dict(rec.to_dict()) == rec
+
+
+def test_committed_gpu_runs_load_in_the_current_shape() -> None:
+    gpu_runs = sorted((DATA.parent.parent / "reports" / "gpu").glob("*/gpu-large-*"))
+    assert gpu_runs
+    for path in gpu_runs:
+        run = load_run(path)
+        assert run.meta.schema_version == SCHEMA_VERSION
+        ok = [r for r in run.records if r.status == "ok"]
+        assert ok and all(r.compute["achieved_tflops"] > 0 for r in ok)
 
 
 def test_newer_schema_refused(tmp_path: Path) -> None:

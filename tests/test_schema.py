@@ -11,6 +11,8 @@ import jsonschema
 from harness.results import Record, load_run
 from harness.schema import RECORD_SCHEMA_PATH, published_schema
 
+REPO = Path(__file__).resolve().parent.parent
+
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -37,3 +39,17 @@ def test_a_record_missing_its_status_is_rejected() -> None:
     except jsonschema.ValidationError:
         return
     raise AssertionError("an unknown status passed the schema")
+
+
+def test_every_committed_record_validates_after_migration() -> None:
+    """Runs committed under reports/ (schema v1-v4, CPU and GPU, serving, Ray) load into the
+    current shape, and that shape is the published one."""
+    validator = jsonschema.Draft202012Validator(json.loads(RECORD_SCHEMA_PATH.read_text()))
+    runs = sorted((REPO / "reports").glob("**/run.json"))
+    assert len(runs) >= 10
+    checked = 0
+    for run_json in runs:
+        for rec in load_run(run_json.parent).records:
+            validator.validate(json.loads(json.dumps(rec.to_dict())))
+            checked += 1
+    assert checked > 100

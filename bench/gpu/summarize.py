@@ -15,13 +15,14 @@ import json
 import sys
 from pathlib import Path
 
+from harness.record_types import case_options
 from harness.render.gpu import target_lines
 from harness.render.markdown import md_table
 from harness.results import Record, load_run
 
 
 def _variant(r: Record) -> str:
-    opts = dict(tuple(kv) for kv in r.case.get("options", ()))
+    opts = case_options(r.case)
     opts.pop("dynamic", None)
     if opts.get("mode") == "default":
         opts.pop("mode")
@@ -69,7 +70,7 @@ def main(folder: Path) -> None:
         p50_ms = r.summary["p50"] * 1e3
         ref_name, ref = _reference(r, bare.get(cell, {}))
         kernels = r.gpu.get("kernels", {})
-        comp = r.gpu.get("compute", {})
+        comp = r.compute
         rows.append(
             {
                 "cell": f"b{cell[0]} × {cell[1]}",

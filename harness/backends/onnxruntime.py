@@ -24,7 +24,7 @@ import torch
 
 from ..env import cpu_isa
 from ..errors import HarnessError
-from ..onnx_export_dir import OnnxExport, serving_output
+from ..onnx_export_dir import OnnxExport, inspect_export, serving_output
 from .base import BackendContext, validate_options
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def _quantize(plain: Path, per_channel: bool, big: str) -> tuple[Path, dict[str,
     return target, info
 
 
-EXPORTERS = ("auto", "dynamo", "legacy")
+EXPORTERS = ("auto", "dynamo", "legacy", "optimum")
 
 
 def _onnxscript_version() -> str | None:
@@ -132,17 +132,23 @@ def _export(
     fused: bool,
     requested: str = "auto",
     gpu: bool = False,
-) -> tuple[Path, dict[str, Any]]:
-    """Export (or reuse) the ONNX graph; returns its path and what was done. A checkpoint
-    that is an ONNX export already (``optimum-cli``) is used as given."""
+) -> tuple[Path, dict[str, Any], OnnxExport | None]:
+    """Export (or reuse) the ONNX graph; returns its path, what was done, and — for a graph
+    with transformers' outputs (a given ``optimum-cli`` export, or ``exporter=optimum``) —
+    what it takes and returns, so the backend serves the head's output from it."""
     exporter = resolve_exporter(requested)
     info: dict[str, Any] = {
         "exported_module": "harness.fused.ExportModel (BERT's classic attention graph)",
     }
-    if ckpt.onnx is not None:
+    given = ckpt.onnx
+    if given is not None:
         plain = _stage_given(ckpt, cache_dir)
         exporter = "legacy"  # ORT's own optimizer fuses a given graph (see below)
-        info = {"exporter": f"given: {ckpt.onnx.directory}", "export_key": plain.parent.name}
+        info = {"exporter": f"given: {given.directory}", "export_key": plain.parent.name}
+    elif requested == "optimum":
+        plain, info = _export_optimum(ckpt, cache_dir)
+        given = inspect_export(plain.parent)
+        exporter = "legacy"
     else:
         try:
             plain, facts = _export_cached(ckpt, example, cache_dir, exporter)
@@ -157,7 +163,7 @@ def _export(
             plain, facts = _export_cached(ckpt, example, cache_dir, exporter)
         info |= facts
     if not fused:
-        return plain, info
+        return plain, info, given
     folder = plain.parent
     if exporter == "legacy":
         target = folder / f"model-fused-o0{'-gpu' if gpu else ''}.onnx"
@@ -176,7 +182,66 @@ def _export(
         "ran": "in a child process",
     }
     info["fusions"] = offline.get("fusions", {})
-    return target, info
+    return target, info, given
+
+
+#: optimum's task for each serving head.
+OPTIMUM_TASKS = {
+    "encoder": "feature-extraction",
+    "sequence-classification": "text-classification",
+    "token-classification": "token-classification",
+    "question-answering": "question-answering",
+    "multiple-choice": "multiple-choice",
+}
+
+
+def _optimum_version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("optimum-onnx")
+    except Exception:
+        return None
+
+
+def _export_optimum(ckpt: Checkpoint, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """optimum's ONNX exporter on the checkpoint's own files (what ``optimum-cli export
+    onnx`` does), cached like the other exports; its validation is skipped because the
+    runner's parity check against eager is the one every backend passes."""
+    import contextlib
+    import io
+    import logging
+
+    where = str(ckpt.path) if ckpt.path else ckpt.spec.source
+    task = OPTIMUM_TASKS[ckpt.spec.head]
+    settings = f"optimum-{_optimum_version()}-{task}-torch{torch.__version__}"
+    key = hashlib.sha256(f"{ckpt.weights.sha256}:{settings}".encode()).hexdigest()[:20]
+    folder = cache_dir / "onnx" / key
+    plain = folder / "model.onnx"
+    info: dict[str, Any] = {
+        "exporter": f"optimum-onnx {_optimum_version()} (task {task})",
+        "export_key": key,
+    }
+    if plain.is_file():
+        return plain, info | {"exported": False}
+    from optimum.exporters.onnx import main_export
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=folder.parent))
+    logging.getLogger("optimum").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            main_export(where, output=staging, task=task, do_validation=False)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not plain.is_file():
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return plain, info | {"exported": True}
 
 
 def _export_cached(
@@ -309,6 +374,11 @@ class OnnxRuntimeBackend:
     @classmethod
     def check_options(cls, options: dict[str, str]) -> None:
         validate_options(cls.name, options, cls.OPTIONS)
+        if options.get("exporter") == "optimum" and _optimum_version() is None:
+            raise HarnessError(
+                f"{cls.name}: exporter=optimum needs optimum's ONNX exporter "
+                "(pip install 'xlmr-harness[optimum]'; it needs transformers < 4.58)"
+            )
 
     @classmethod
     def dtypes_on(cls, device: str) -> tuple[str, ...]:
@@ -332,7 +402,7 @@ class OnnxRuntimeBackend:
             raise HarnessError(f"{self.name}: {self.ctx.dtype} is not run on {self.ctx.device}")
         requested = self.ctx.option("exporter", "auto")
         gpu = self.ctx.device == "cuda"
-        path, info = _export(ckpt, example, self.ctx.cache_dir, self.fused, requested, gpu)
+        path, info, given = _export(ckpt, example, self.ctx.cache_dir, self.fused, requested, gpu)
         if self.int8:
             per_channel = self.ctx.option("per_channel", "false") == "true"
             path, extra = _quantize(path, per_channel, _big(ckpt))
@@ -341,7 +411,7 @@ class OnnxRuntimeBackend:
             path, extra = _half(path, _big(ckpt))
             info |= extra
         self.io_binding = self.ctx.option("io_binding", "false") == "true"
-        if self.io_binding and ckpt.onnx is not None:
+        if self.io_binding and given is not None:
             raise HarnessError(
                 f"{self.name}: io_binding is for the harness's own exports (a given graph's "
                 "outputs are pooled on the host)"
@@ -360,7 +430,7 @@ class OnnxRuntimeBackend:
         opts.log_severity_level = 3
         provider = _PROVIDERS[self.ctx.device]
         self.session = ort.InferenceSession(str(path), opts, providers=[provider])
-        self.given = ckpt.onnx
+        self.given = given
         return info | {
             "io_binding": self.io_binding,
             "provider": provider,

@@ -6,12 +6,12 @@ import functools
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 from ..config import ModelSpec
 from ..env import collect_env
 from ..errors import HarnessError
 from ..launcher import run_in_worker
+from ..record_types import CaseInfo
 from ..results import Record, Run, RunMeta, load_run, timestamp
 from ..runner import Event, RunOptions, error_record
 from ..store import RunStore, new_run_id
@@ -54,7 +54,7 @@ def _by_backend(arms: list[list[Case]]) -> list[list[list[Case]]]:
 
 
 def _interleave_job(
-    arm_dicts: list[list[dict[str, Any]]],
+    arm_dicts: list[list[CaseInfo]],
     spec: InterleaveSpec,
     process: int,
     store: RunStore,

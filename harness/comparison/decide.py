@@ -25,6 +25,7 @@ from typing import Any
 from ..env import COMPARABLE_KEYS
 from ..errors import HarnessError
 from ..hierarchy import Estimate, hierarchical_paired, round_log_ratios, stratified_ratio
+from ..record_types import CaseInfo
 from ..results import Record
 from ..stats import adjust
 
@@ -98,7 +99,7 @@ class PairResult:
     throughput_ratio: float | None = None
     memory_baseline: int | None = None
     memory_candidate: int | None = None
-    case: dict[str, Any] = field(default_factory=dict)
+    case: CaseInfo = field(default_factory=lambda: CaseInfo())
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,8 +199,11 @@ def _pair_notes(a: Record, b: Record) -> list[str]:
     wa = a.checkpoint.get("arch") if a.checkpoint else None
     wb = b.checkpoint.get("arch") if b.checkpoint else None
     if wa and wb and wa != wb:
-        diff = sorted(k for k in wa if wa[k] != wb.get(k))
-        notes.append("architectures differ: " + ", ".join(f"{k} {wa[k]}→{wb.get(k)}" for k in diff))
+        da_, db_ = dict(wa), dict(wb)
+        diff = sorted(k for k in da_ if da_[k] != db_.get(k))
+        notes.append(
+            "architectures differ: " + ", ".join(f"{k} {da_[k]}→{db_.get(k)}" for k in diff)
+        )
     da = a.checkpoint.get("weights", {}).get("dtypes") if a.checkpoint else None
     db = b.checkpoint.get("weights", {}).get("dtypes") if b.checkpoint else None
     if da and db and da != db:
@@ -246,7 +250,7 @@ def estimate_pair(
     )
     if paired:
         per_process = []
-        for p in sorted(procs_a):
+        for p in sorted(p for p in procs_a if p is not None):
             ra, rb = procs_a[p], procs_b[p]
             block = int(ra.workload["interleaved"]["block"])
             per_process.append(round_log_ratios(ra.samples, rb.samples, block, _n_batches(ra)))

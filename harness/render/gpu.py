@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..record_types import case_options
 from ..results import Record
 from .rows import fmt_bytes, fmt_ms
 
@@ -19,7 +20,7 @@ def _pct(x: float | None) -> str:
 
 
 def _variant(r: Record) -> str:
-    opts = dict(tuple(kv) for kv in r.case.get("options", ()))
+    opts = case_options(r.case)
     variant = ",".join(f"{k}={v}" for k, v in sorted(opts.items()))
     return str(r.case["backend"]) + (f" ({variant})" if variant else "")
 
@@ -53,8 +54,8 @@ def kernel_rows(records: list[Record]) -> list[dict[str, str]]:
         for kind in ("gemm", "attention", "norm", "fused (Inductor)", "elementwise"):
             got = kinds.get(kind)
             row[kind] = f"{got['kernels']} / {fmt_ms(got['device_time_s'])}" if got else "–"
-        top = kernels.get("top") or [{}]
-        name = str(top[0].get("name", "–"))
+        top = kernels.get("top") or []
+        name = top[0]["name"] if top else "–"
         row["costliest kernel"] = (name[:48] + "…") if len(name) > 48 else name
         rows.append(row)
     return rows
@@ -63,7 +64,7 @@ def kernel_rows(records: list[Record]) -> list[dict[str, str]]:
 def gpu_rows(records: list[Record]) -> list[dict[str, str]]:
     rows = []
     for r in _gpu_ok(records):
-        comp = r.gpu.get("compute", {})
+        comp = r.compute
         line = comp.get("roofline_at_p50", {})
         floor = line.get("weight_floor_s")
         kernels = r.gpu.get("kernels", {})
@@ -115,8 +116,8 @@ def target_lines(records: list[Record]) -> list[str]:
                 f"({'met' if value <= target else 'not met'})."
             )
         else:
-            best = max(hits, key=lambda r: r.gpu.get("compute", {}).get("achieved_tflops", 0))
-            value = best.gpu["compute"]["achieved_tflops"]
+            best = max(hits, key=lambda r: r.compute.get("achieved_tflops", 0))
+            value = best.compute["achieved_tflops"]
             lines.append(
                 f"- batch {batch} × {seq}, {dtype}: best {value:.0f} {unit} "
                 f"({best.case['backend']}) = {value / target:.2f}× the {target:g} {unit} target "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..record_types import case_options
 from .rows import fmt_ms, fmt_rate
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def language_result_rows(records: list[Record]) -> list[dict[str, str]]:
             "backend": r.case["backend"],
             "batch": str(r.case["batch_size"]),
             "policy": str(r.case["policy"]),
-            "lang": r.case["language"],
+            "lang": str(r.case.get("language")),
             "tok/sentence": f"{r.workload.get('tokens_per_sentence_mean', 0):.1f}",
             "padded len": f"{sum(r.workload.get('padded_len_by_batch', [0])) / max(1, len(r.workload.get('padded_len_by_batch', [1]))):.0f}",
             "pad waste": f"{100 * r.workload.get('pad_share', 0):.0f}%",
@@ -75,14 +76,14 @@ def language_result_rows(records: list[Record]) -> list[dict[str, str]]:
 
 
 def _variant(r: Record) -> str:
-    opts = dict(tuple(kv) for kv in r.case.get("options", ()))
+    opts = case_options(r.case)
     return ",".join(f"{k}={v}" for k, v in sorted(opts.items())) or "–"
 
 
 def best_policy_rows(records: list[Record]) -> list[dict[str, str]]:
     """Per (model, backend, batch, language): the policy that served real tokens fastest, by
     how much over padding to the longest, and the share of the no-padding ceiling it reached."""
-    groups: dict[tuple[str, str, int, str], list[Record]] = {}
+    groups: dict[tuple[str, str, int, str | None], list[Record]] = {}
     for r in records:
         if r.status == "ok" and r.case.get("language") and "real_tokens_per_s" in r.throughput:
             c = r.case
@@ -102,7 +103,7 @@ def best_policy_rows(records: list[Record]) -> list[dict[str, str]]:
                 "model": model,
                 "backend": backend,
                 "batch": str(batch),
-                "lang": lang,
+                "lang": str(lang),
                 "best policy": str(best.case["policy"])
                 + (f" ({_variant(best)})" if _variant(best) != "–" else ""),
                 "× longest": f"{gain:.2f}" if gain else "–",

@@ -57,7 +57,7 @@ def plot_language_throughput(records: list[Record], path: Path) -> Path | None:
     series: dict[str, dict[str, float]] = defaultdict(dict)
     for r in rows:
         label = f"{r.model} · {r.case['backend']} · b{r.case['batch_size']} · {r.case['policy']}"
-        series[label][r.case["language"]] = r.throughput["sequences_per_s"]
+        series[label][str(r.case.get("language"))] = r.throughput["sequences_per_s"]
     first = next(iter(sorted(series)))
     langs = sorted(series[first], key=lambda lang: series[first][lang])
     langs += sorted({lang for s in series.values() for lang in s} - set(langs))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..record_types import Parity
 from ..results import Record
 
 __all__ = ["fmt_bytes", "fmt_ms", "host_label", "parity_cell", "result_rows", "sort_records"]
@@ -84,7 +85,7 @@ def status_cell(r: Record) -> str:
     return "ok"
 
 
-def parity_cell(parity: dict[str, Any]) -> str:
+def parity_cell(parity: Parity) -> str:
     if parity.get("non_finite"):
         return "non-finite"
     if parity.get("kind") == "approximate":

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import HarnessError
 from ..memory import PeakRSS
+from ..record_types import BatchingInfo, Scenario, ServingEnergy, Summary, TokenizerInfo
 from ..results import Record, RunMeta, timestamp
 from ..runner import Group, RunOptions, error_record, memory_facts, prepare_group
 from ..store import RunStore, new_run_id
@@ -93,6 +94,21 @@ def _offline(
     return result
 
 
+def latency_summary(latency: dict[str, float]) -> Summary:
+    """LoadGen's latencies at capacity as the record's summary (seconds)."""
+    return {
+        "p50": latency["p50"],
+        "p90": latency["p90"],
+        "p95": latency["p95"],
+        "p97": latency["p97"],
+        "p99": latency["p99"],
+        "p99.9": latency["p99.9"],
+        "mean": latency["mean"],
+        "min": latency["min"],
+        "max": latency["max"],
+    }
+
+
 @dataclass
 class _Serving:
     """One capacity case in progress: its group, traffic and policy, and the probes so far."""
@@ -101,10 +117,10 @@ class _Serving:
     case: Case
     group: Group
     traffic: Traffic
-    tokenizer: dict[str, Any]
+    tokenizer: TokenizerInfo
     emit: Callable[[ServeEvent], None]
     probes: list[ScenarioResult] = field(default_factory=list)
-    energy: dict[float, dict[str, Any]] = field(default_factory=dict)
+    energy: dict[float, ServingEnergy] = field(default_factory=dict)
 
     @property
     def case_id(self) -> str:
@@ -150,7 +166,9 @@ class _Serving:
         meter = _energy_meter(spec.device)
         result = run_scenario(settings, self.batching, run_batch, self.traffic.lengths)
         if meter is not None:
-            self.energy[qps] = meter.stop() | {"queries": result.query_count}
+            reading: ServingEnergy = {"queries": result.query_count}
+            reading.update(meter.stop())
+            self.energy[qps] = reading
         self.probes.append(result)
         self.emit(("probe", (self.case_id, result)))
         return result
@@ -164,12 +182,12 @@ class _Serving:
         wall_s: float,
     ) -> Record:
         spec, group = self.spec, self.group
-        scenario: dict[str, Any] = {
+        scenario: Scenario = {
             "kind": "capacity",
             "loadgen_version": offline.settings.get("loadgen_version"),
             "bound_s": spec.bound_s,
             "percentile": spec.percentile,
-            "batching": asdict(self.batching),
+            "batching": cast(BatchingInfo, asdict(self.batching)),
             "traffic": self.traffic.facts(),
             "single_stream": single.to_dict(),
             "offline": offline.to_dict(),
@@ -184,8 +202,9 @@ class _Serving:
             scenario["price_per_hour"] = spec.price_per_hour
             scenario["cost_per_million"] = spec.price_per_hour / 3600 / capacity.qps * 1e6
         energy = self.energy.get(capacity.qps)
-        if energy and energy.get("joules") is not None and energy["queries"]:
-            scenario["energy_per_request_j"] = energy["joules"] / energy["queries"]
+        joules = energy.get("joules") if energy else None
+        if energy and joules is not None and energy.get("queries"):
+            scenario["energy_per_request_j"] = joules / energy["queries"]
             scenario["energy"] = energy
         at_capacity = next(
             (p for p in self.probes if p.target_qps == capacity.qps and p.valid), None
@@ -200,7 +219,7 @@ class _Serving:
             tokenizer=self.tokenizer,
             backend=group.info,
             workload={"kind": "serving", **self.traffic.facts()},
-            summary=dict(at_capacity.latency_s) if at_capacity else {},
+            summary=latency_summary(at_capacity.latency_s) if at_capacity else {},
             throughput={
                 "capacity_qps": capacity.qps,
                 "sequences_per_s": offline.completed_qps,
@@ -279,7 +298,7 @@ def _serve_traffic(
     case: Case,
     group: Group,
     traffic: Traffic,
-    tokenizer: dict[str, Any],
+    tokenizer: TokenizerInfo,
     store: RunStore,
     emit: Callable[[ServeEvent], None],
     done: set[str],

@@ -66,7 +66,7 @@ def is_serve_run(path: Path) -> bool:
 def _capacity(rec: Record) -> Capacity:
     s = rec.scenario
     probes = tuple((float(p["target_qps"]), bool(p["valid"])) for p in s["probes"])
-    return Capacity(float(s["capacity_qps"]), float(s["fail_qps"]), probes, str(s["search_stop"]))
+    return Capacity(s["capacity_qps"], s["fail_qps"], probes, s["search_stop"])
 
 
 def compare_capacity_runs(

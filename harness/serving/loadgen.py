@@ -15,9 +15,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..errors import HarnessError
+from ..record_types import ScenarioRun
 from .batcher import DynamicBatcher, Request
 from .server import BatchingServer
 
@@ -110,8 +111,8 @@ class ScenarioResult:
         n = sum(self.batch_sizes.values())
         return sum(k * v for k, v in self.batch_sizes.items()) / n if n else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+    def to_dict(self) -> ScenarioRun:
+        out = cast(ScenarioRun, asdict(self))  # asdict writes ScenarioRun's keys
         out["batch_sizes"] = {str(k): v for k, v in sorted(self.batch_sizes.items())}
         out["mean_batch"] = self.mean_batch
         return out

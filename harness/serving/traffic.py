@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..corpus import available_languages, normalize_code, read_pairs
 from ..errors import HarnessError
+from ..record_types import Workload
 from ..textload import encode_with_specials
 from ..tokenize import TextTokenizer
 
@@ -66,7 +66,7 @@ class Traffic:
     def lengths(self) -> list[int]:
         return [len(r) for r in self.rows]
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> Workload:
         lengths = np.array(self.lengths)
         return {
             "traffic": self.name,
