@@ -19,7 +19,7 @@ import pytest
 
 from harness.cache import default_cache_dir
 from harness.corpus import check_languages, find_corpus
-from harness.runner import Group, RunOptions, case_inputs, prepare_group
+from harness.runner import PreparedGroup, RunOptions, case_inputs, prepare_group
 from harness.sweep import Case, expand, load_sweep
 
 SUITE = load_sweep(Path(__file__).parent / "ci" / "suite.toml")
@@ -32,16 +32,16 @@ SUITE = SUITE.replace(
 CASES = expand(SUITE)
 CACHE = default_cache_dir()
 OPTS = RunOptions(cache_dir=CACHE, corpus=CORPUS)
-_current: dict[tuple[str, str], Group] = {}
+_current: dict[tuple[str, str], PreparedGroup] = {}
 
 
-def _group(case: Case) -> Group:
-    if case.group not in _current:
+def _group(case: Case) -> PreparedGroup:
+    if case.group_key not in _current:
         for old in _current.values():
             old.backend.close()
         _current.clear()  # one (model, backend) alive at a time: cases come grouped
-        _current[case.group] = prepare_group(case, OPTS)
-    return _current[case.group]
+        _current[case.group_key] = prepare_group(case, OPTS)
+    return _current[case.group_key]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.case_id for c in CASES])

@@ -6,7 +6,7 @@ XTREME's two-letter codes are accepted too. Nothing here depends on the script: 
 UTF-8 text, whatever the direction or segmentation.
 
 Each language's lines are split in two by position: even lines are measured, odd lines train
-the surrogate tokenizer (:mod:`harness.tokenize`), so the tokenizer never saw what is timed.
+the surrogate tokenizer (:mod:`harness.tokenization`), so the tokenizer never saw what is timed.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ __all__ = [
 
 
 def groups_of(cases: list[Case]) -> list[list[Case]]:
-    return [list(g) for _, g in itertools.groupby(cases, key=lambda c: c.group)]
+    return [list(g) for _, g in itertools.groupby(cases, key=lambda c: c.group_key)]
 
 
 #: Work a worker process does: ``job(store, opts, emit)``. A module-level function or a

@@ -25,14 +25,19 @@ from .textload import ceiling_batches
 from .timing import Samples, Timer, measure
 
 if TYPE_CHECKING:
-    from .runner import CaseInputs, Group
+    from .runner import CaseInputs, PreparedGroup
     from .sweep import Case
 
 __all__ = ["check_real_text"]
 
 
 def check_real_text(
-    record: Record, case: Case, group: Group, inputs: CaseInputs, timer: Timer, samples: Samples
+    record: Record,
+    case: Case,
+    group: PreparedGroup,
+    inputs: CaseInputs,
+    timer: Timer,
+    samples: Samples,
 ) -> None:
     """The ceiling for every real-text case; parity or accuracy where the backend needs it."""
     _no_padding_ceiling(record, case, group, inputs, timer, samples)
@@ -42,7 +47,7 @@ def check_real_text(
         _real_text_parity(record, case, group, inputs)
 
 
-def _outputs(group: Group, inputs: CaseInputs) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _outputs(group: PreparedGroup, inputs: CaseInputs) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Per batch of the case: the backend's outputs and padded eager float32's."""
     with torch.inference_mode():
         for batch, call in zip(inputs.batches, inputs.calls, strict=True):
@@ -56,7 +61,12 @@ def _per_batch_medians(values: list[float], n_batches: int) -> list[float]:
 
 
 def _no_padding_ceiling(
-    record: Record, case: Case, group: Group, inputs: CaseInputs, timer: Timer, samples: Samples
+    record: Record,
+    case: Case,
+    group: PreparedGroup,
+    inputs: CaseInputs,
+    timer: Timer,
+    samples: Samples,
 ) -> None:
     """Time the same sentences' real tokens at their mean length, unpadded, and record what
     share of that ceiling the case's own batches reached (both on per-batch medians)."""
@@ -87,7 +97,7 @@ def _no_padding_ceiling(
     }
 
 
-def _real_text_parity(record: Record, case: Case, group: Group, inputs: CaseInputs) -> None:
+def _real_text_parity(record: Record, case: Case, group: PreparedGroup, inputs: CaseInputs) -> None:
     """An exact backend that reshapes the work (packing) on the case's own real sentences:
     every batch's outputs against padded eager float32's, held to the usual tolerance."""
     worst: RealTextCheck = {"max_abs_diff": 0.0, "ok": True}
@@ -103,7 +113,9 @@ def _real_text_parity(record: Record, case: Case, group: Group, inputs: CaseInpu
         record.message = f"on real {case.language} sentences: {parity_message(worst)}"
 
 
-def _real_text_accuracy(record: Record, case: Case, group: Group, inputs: CaseInputs) -> None:
+def _real_text_accuracy(
+    record: Record, case: Case, group: PreparedGroup, inputs: CaseInputs
+) -> None:
     """An approximate backend on real sentences: its outputs for every batch of the case
     against eager float32's, per sentence. Below the threshold the case is ``invalid``."""
     threshold = float(group.parity.get("min_cosine", DEFAULT_MIN_COSINE))

@@ -269,7 +269,7 @@ class Calibration(TypedDict, total=False):
 
 
 class TokenizerInfo(TypedDict, total=False):
-    """Which tokenizer made the token ids (:mod:`harness.tokenize`)."""
+    """Which tokenizer made the token ids (:mod:`harness.tokenization`)."""
 
     kind: str
     name: str

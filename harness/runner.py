@@ -49,7 +49,7 @@ from .workloads import Batch, synthetic_batch
 
 __all__ = [
     "Event",
-    "Group",
+    "PreparedGroup",
     "RunOptions",
     "build_record",
     "case_inputs",
@@ -101,7 +101,7 @@ def error_record(
     )
 
 
-def memory_facts(memory: PeakRSS, group: Group) -> Memory:
+def memory_facts(memory: PeakRSS, group: PreparedGroup) -> Memory:
     """A measured case's memory: its peak resident memory above its start, and the weights'."""
     return {
         "peak_rss_delta_bytes": memory.peak_delta(),
@@ -112,7 +112,7 @@ def memory_facts(memory: PeakRSS, group: Group) -> Memory:
 
 
 @dataclass
-class Group:
+class PreparedGroup:
     ckpt: Checkpoint
     backend: Backend
     info: BackendInfo
@@ -132,7 +132,7 @@ def unchecked_parity(got: np.ndarray, name: str) -> Parity:
     }
 
 
-def prepare_group(case: Case, opts: RunOptions) -> Group:
+def prepare_group(case: Case, opts: RunOptions) -> PreparedGroup:
     torch.set_num_threads(case.threads)
     memory = PeakRSS()
     memory.start()
@@ -184,7 +184,7 @@ def prepare_group(case: Case, opts: RunOptions) -> Group:
         "prepare_s": prepare_s,
         "prepare_peak_rss_bytes": memory.before + memory.peak_delta(),
     }
-    return Group(ckpt, backend, info, cold, parity)
+    return PreparedGroup(ckpt, backend, info, cold, parity)
 
 
 def _workload(
@@ -215,7 +215,7 @@ class CaseInputs:
     bind_s: float = 0.0
 
 
-def case_inputs(case: Case, group: Group, opts: RunOptions) -> CaseInputs:
+def case_inputs(case: Case, group: PreparedGroup, opts: RunOptions) -> CaseInputs:
     if case.seq_len > group.ckpt.arch.max_seq_len:
         raise HarnessError(
             f"sequence length {case.seq_len} exceeds {group.ckpt.arch.max_seq_len}, the most "
@@ -261,7 +261,7 @@ def kernel_profile(case: Case, call: Callable[[], object]) -> AfterTiming:
     return functools.partial(count_kernels, call)
 
 
-def _measure_case(case: Case, group: Group, opts: RunOptions) -> tuple[Record, AfterTiming]:
+def _measure_case(case: Case, group: PreparedGroup, opts: RunOptions) -> tuple[Record, AfterTiming]:
     probe = None
     if case.device == "cuda":
         from .gpu import GpuCaseProbe
@@ -294,7 +294,7 @@ def _measure_case(case: Case, group: Group, opts: RunOptions) -> tuple[Record, A
 
 def build_record(
     case: Case,
-    group: Group,
+    group: PreparedGroup,
     inputs: CaseInputs,
     samples: Samples,
     first_call_s: float,
@@ -353,7 +353,12 @@ def build_record(
 
 
 def compute_facts(
-    case: Case, group: Group, batches: list[Batch], passes: list[int], total_s: float, p50_s: float
+    case: Case,
+    group: PreparedGroup,
+    batches: list[Batch],
+    passes: list[int],
+    total_s: float,
+    p50_s: float,
 ) -> Compute:
     """FLOPs and achieved TFLOP/s (every device); on a GPU also the share of the device's
     peak and the weight-reading floor (see :mod:`harness.roofline`)."""

@@ -61,7 +61,7 @@ class Case:
         return f"{self.model.name}/{self.key}"
 
     @property
-    def group(self) -> tuple[str, str, str]:
+    def group_key(self) -> tuple[str, str, str]:
         """Cases that share one loaded checkpoint and one prepared backend."""
         return (self.model.name, self.backend, self.dtype)
 

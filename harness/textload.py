@@ -29,7 +29,7 @@ import numpy as np
 from .corpus import Pairs, read_pairs
 from .errors import HarnessError
 from .record_types import Bucket, TokenizerInfo, Workload
-from .tokenize import TextTokenizer, get_tokenizer
+from .tokenization import TextTokenizer, get_tokenizer
 from .workloads import BOS, EOS, Batch, padded_batch, synthetic_batch
 
 if TYPE_CHECKING:

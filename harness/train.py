@@ -33,7 +33,7 @@ from .corpus import read_pairs
 from .errors import HarnessError
 from .heads import build_hf_model
 from .textload import fold_ids
-from .tokenize import SURROGATE_FILE, TextTokenizer, get_tokenizer
+from .tokenization import SURROGATE_FILE, TextTokenizer, get_tokenizer
 from .workloads import BOS, EOS, padded_batch
 
 __all__ = ["TASKS", "TrainSpec", "train_intermediate"]

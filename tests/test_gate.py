@@ -11,10 +11,10 @@ import pytest
 from harness.cli import main
 from harness.config import MeasureSpec
 from harness.errors import HarnessError
-from harness.export import to_github_action_benchmark
 from harness.gate import GateSettings, gate_runs
 from harness.history import add_run, load_series
 from harness.launcher import run_sweep
+from harness.result_export import to_github_action_benchmark
 from harness.results import load_run
 from harness.runner import RunOptions
 from harness.sweep import SweepSpec

@@ -186,7 +186,7 @@ def test_missing_loadgen_says_which_extra_to_install(
 
 
 def test_export_of_a_serving_run_carries_capacity(serve_run: Path) -> None:
-    from harness.export import flat_rows
+    from harness.result_export import flat_rows
 
     run = load_run(serve_run)
     rows = flat_rows(run)

@@ -20,7 +20,7 @@ def test_expansion_is_explicit_grouped_and_cheapest_first() -> None:
     )
     cases = expand(sweep)
     assert len(cases) == 2 * 2 * 2 * 2
-    groups = [c.group for c in cases]
+    groups = [c.group_key for c in cases]
     assert groups[:4] == [("xlmr-tiny", "eager", "float32")] * 4
     sizes = [c.batch_size * c.seq_len for c in cases[:4]]
     assert sizes == sorted(sizes)

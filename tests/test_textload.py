@@ -10,7 +10,7 @@ from harness.results import load_run
 from harness.runner import RunOptions
 from harness.sweep import SweepSpec
 from harness.textload import build_batches, language_stats
-from harness.tokenize import train_surrogate
+from harness.tokenization import train_surrogate
 
 ROWS = [[0] + [9] * (n - 2) + [2] for n in (2, 5, 3, 8)]  # lengths with <s> and </s>
 

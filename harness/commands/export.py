@@ -15,7 +15,7 @@ __all__ = ["register"]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import to_github_action_benchmark, write_table
+    from ..result_export import to_github_action_benchmark, write_table
     from ..results import load_run
     from ..store import write_atomic
 
@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
         "export", help="export a run: github-action-benchmark JSON, CSV or Parquet rows"
     )
     p.add_argument("run", type=Path)
-    from ..export import FORMATS
+    from ..result_export import FORMATS
 
     p.add_argument("--format", choices=FORMATS, default="gab-smaller")
     p.add_argument("--out", type=Path, help="file to write (default: stdout)")

@@ -20,7 +20,7 @@ def cmd_languages(args: argparse.Namespace) -> int:
     from ..render.languages import stats_rows
     from ..store import write_atomic
     from ..textload import language_stats
-    from ..tokenize import get_tokenizer
+    from ..tokenization import get_tokenizer
 
     corpus = resolve_corpus(args.corpus)
     if args.languages == ("all",):

@@ -224,7 +224,7 @@ def write_language_stats(run_dir: Path, cases: list[Case], corpus: Path, cache_d
 
     from ..store import write_atomic
     from ..textload import language_stats
-    from ..tokenize import get_tokenizer
+    from ..tokenization import get_tokenizer
 
     lang_cases = [c for c in cases if c.language]
     if not lang_cases:

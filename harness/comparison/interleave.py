@@ -20,7 +20,7 @@ from ..memory import PeakRSS
 from ..results import Record
 from ..runner import (
     Event,
-    Group,
+    PreparedGroup,
     RunOptions,
     build_record,
     case_inputs,
@@ -58,7 +58,7 @@ def run_interleaved(
     rng = np.random.default_rng(spec.seed + 1000 * process)
     # Arms are prepared in a random order per process too: what a process allocated first
     # (and where in memory) must not favour one arm in every process.
-    prepared: dict[int, Group] = {}
+    prepared: dict[int, PreparedGroup] = {}
     for i in rng.permutation(len(arms)):
         emit(("start", arms[int(i)][0].case_id))
         prepared[int(i)] = prepare_group(arms[int(i)][0], opts)
@@ -88,7 +88,7 @@ def run_interleaved(
 
 def _interleave_case(
     cases: list[Case],
-    groups: list[Group],
+    groups: list[PreparedGroup],
     opts: RunOptions,
     spec: InterleaveSpec,
     rng: np.random.Generator,

@@ -26,7 +26,7 @@ from ..errors import HarnessError
 from ..memory import PeakRSS
 from ..record_types import BatchingInfo, Scenario, ServingEnergy, Summary, TokenizerInfo
 from ..results import Record, RunMeta, timestamp
-from ..runner import Group, RunOptions, error_record, memory_facts, prepare_group
+from ..runner import PreparedGroup, RunOptions, error_record, memory_facts, prepare_group
 from ..store import RunStore, new_run_id
 from ..sweep import Case
 from ..workloads import padded_batch
@@ -49,7 +49,9 @@ __all__ = ["run_serve_bench"]
 ServeEvent = tuple[str, Any]
 
 
-def _batch_runner(group: Group, traffic: Traffic, choices: int) -> Callable[[list[Request]], None]:
+def _batch_runner(
+    group: PreparedGroup, traffic: Traffic, choices: int
+) -> Callable[[list[Request]], None]:
     backend = group.backend
 
     def run_batch(requests: list[Request]) -> None:
@@ -115,7 +117,7 @@ class _Serving:
 
     spec: ServeSpec
     case: Case
-    group: Group
+    group: PreparedGroup
     traffic: Traffic
     tokenizer: TokenizerInfo
     emit: Callable[[ServeEvent], None]
@@ -253,7 +255,7 @@ def _serve_group(
     emit: Callable[[ServeEvent], None],
     done: set[str],
 ) -> None:
-    from ..tokenize import get_tokenizer
+    from ..tokenization import get_tokenizer
 
     assert opts.corpus is not None
     todo = [
@@ -296,7 +298,7 @@ def _serve_group(
 def _serve_traffic(
     spec: ServeSpec,
     case: Case,
-    group: Group,
+    group: PreparedGroup,
     traffic: Traffic,
     tokenizer: TokenizerInfo,
     store: RunStore,

@@ -17,7 +17,7 @@ from ..corpus import available_languages, normalize_code, read_pairs
 from ..errors import HarnessError
 from ..record_types import Workload
 from ..textload import encode_with_specials
-from ..tokenize import TextTokenizer
+from ..tokenization import TextTokenizer
 
 __all__ = ["Traffic", "build_traffic", "parse_mix", "traffic_name"]
 
