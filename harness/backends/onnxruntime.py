@@ -11,11 +11,13 @@ Two named variants, so a report never mixes them up:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -100,7 +102,6 @@ def _export_legacy(model: torch.nn.Module, example: Batch, target: Path) -> None
 
 
 def _export_dynamo(model: torch.nn.Module, example: Batch, target: Path, big: bool) -> None:
-    import contextlib
     import io
     import logging
 
@@ -208,7 +209,6 @@ def _export_optimum(ckpt: Checkpoint, cache_dir: Path) -> tuple[Path, dict[str, 
     """optimum's ONNX exporter on the checkpoint's own files (what ``optimum-cli export
     onnx`` does), cached like the other exports; its validation is skipped because the
     runner's parity check against eager is the one every backend passes."""
-    import contextlib
     import io
     import logging
 
@@ -226,22 +226,31 @@ def _export_optimum(ckpt: Checkpoint, cache_dir: Path) -> tuple[Path, dict[str, 
         return plain, info | {"exported": False}
     from optimum.exporters.onnx import main_export
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=folder.parent))
     logging.getLogger("optimum").setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+    with staged(folder) as staging, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):
             main_export(where, output=staging, task=task, do_validation=False)
+    return plain, info | {"exported": True}
+
+
+@contextlib.contextmanager
+def staged(folder: Path) -> Iterator[Path]:
+    """A fresh directory beside ``folder``, renamed to it when the block completes: a large
+    export writes its weights beside the graph, and a half-written pair must never be found
+    in the cache. When another worker finished the same folder first, its copy stands."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+    try:
+        yield staging
         try:
             os.rename(staging, folder)
         except OSError:
-            if not plain.is_file():
+            if not folder.is_dir():
                 raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return plain, info | {"exported": True}
 
 
 def _export_cached(
@@ -264,24 +273,11 @@ def _export_cached(
     from ..fused import ExportModel
 
     model = ExportModel(ckpt.torch_model().float().cpu()).eval()
-    # Into a fresh directory first, renamed into place when complete: a dynamo export of a
-    # large model writes its weights beside the graph, and a half-written pair must never be
-    # found in the cache.
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=folder.parent))
-    try:
+    with staged(folder) as staging:
         if exporter == "legacy":
             _export_legacy(model, example, staging / "model.onnx")
         else:
             _export_dynamo(model, example, staging / "model.onnx", _big(ckpt) == "true")
-        try:
-            os.rename(staging, folder)
-        except OSError:  # another worker finished the same export first
-            if not plain.is_file():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return plain, facts | {"exported": True}
 
 
@@ -294,23 +290,13 @@ def _stage_given(ckpt: Checkpoint, cache_dir: Path) -> Path:
     target = folder / "model.onnx"
     if target.is_file():
         return target
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
-    try:
+    with staged(folder) as staging:
         for file in source.parent.iterdir():  # the graph and its external data files
             if file.is_file() and file.name.startswith(source.name):
                 try:
                     os.link(file, staging / file.name)
                 except OSError:
                     shutil.copy2(file, staging / file.name)
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not target.is_file():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
