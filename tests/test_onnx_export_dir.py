@@ -38,13 +38,23 @@ def hand_made_export(weights: Path, out: Path, head: str = "encoder", origin: bo
         model = XLMRobertaForSequenceClassification.from_pretrained(weights, num_labels=3)
         outputs = ["logits"]
     model.eval()
+
+    class ByName(torch.nn.Module):  # transformers 5 moved forward's positional arguments
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
+            return out.last_hidden_state if head == "encoder" else out.logits
+
     ids = torch.randint(5, 100, (2, 16))
     mask = torch.ones_like(ids)
     mask[1, 10:] = 0
     axes = {0: "batch_size", 1: "sequence_length"}
     with torch.no_grad():
         torch.onnx.export(
-            model,
+            ByName(),
             (ids, mask),
             str(out / "model.onnx"),
             dynamo=False,
