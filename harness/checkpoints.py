@@ -271,6 +271,11 @@ def preflight(
     Called before a run directory is created, so bad input gets a clear error and no
     half-written run.
     """
+    if spec.reference and not spec.is_onnx_export:
+        raise HarnessError(
+            f"{spec.name}: 'reference' names PyTorch weights for an ONNX export directory; "
+            f"{spec.source} is not one (model.onnx + config.json, no weights)"
+        )
     if spec.is_random_init:
         return
     if spec.is_onnx_export:

@@ -201,11 +201,19 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
         torch_only = [
             b for b in sweep.backends if not getattr(BACKENDS[b], "takes_onnx_exports", False)
         ]
-        if torch_only and spec.is_onnx_export:
+        if not spec.is_onnx_export:
+            continue
+        if torch_only:
             raise HarnessError(
                 f"{spec.name} is an ONNX export (no PyTorch weights): {', '.join(torch_only)} "
                 "cannot run it; use onnxruntime, onnxruntime-fused or onnxruntime-int8"
             )
+        for backend, options in sweep.backend_options.items():
+            if options.get("io_binding") == "true" or options.get("exporter") == "optimum":
+                raise HarnessError(
+                    f"{spec.name} is an ONNX export: {backend}'s io_binding and exporter "
+                    "options are for checkpoints the harness exports itself"
+                )
     cases: list[Case] = []
     common: dict[str, Any] = {"device": sweep.device, "threads": sweep.threads}
     for backend, options in sweep.backend_options.items():

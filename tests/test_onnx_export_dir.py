@@ -154,6 +154,13 @@ def test_bad_export_directories_are_one_line_errors(
     (broken / "model.onnx").write_bytes(b"not a protobuf")
     code, err = _run(["run", "-m", str(broken), "-b", "onnxruntime", *base], capsys)
     assert code == 2 and "not a readable ONNX model" in err
+    option = ["--backend-option", "onnxruntime.io_binding=true"]
+    code, err = _run(["run", "-m", str(export), "-b", "onnxruntime", *option, *base], capsys)
+    assert code == 2 and "checkpoints the harness exports itself" in err
+    spec = tmp_path / "ref.toml"
+    spec.write_text(f'name = "r"\nsource = "random-init"\nreference = "{export}"\n')
+    code, err = _run(["run", "-m", str(spec), "-b", "onnxruntime", *base], capsys)
+    assert code == 2 and "is not one" in err
     assert not (tmp_path / "o").exists()
 
 
