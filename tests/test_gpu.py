@@ -371,3 +371,39 @@ def test_gpu_sweep_files_have_valid_options(name: str) -> None:
     assert sweep.device == "cuda" and sweep.models == ("xlmr-large",)
     for backend, options in sweep.backend_options.items():
         BACKENDS[backend].check_options(options)
+
+
+def test_gpu_case_probe_counts_memory_from_binding_and_energy_after_the_first_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The probe's bookkeeping with torch.cuda's allocator calls faked (CPU-only check)."""
+    from harness import gpu
+
+    state = {"allocated": 1000, "peak": 1000}
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda: None)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: state["allocated"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: state["peak"])
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda: 4096)
+    started: list[str] = []
+
+    class Meter(gpu.EnergyMeter):
+        def start(self) -> None:
+            started.append("energy")
+
+        def stop(self) -> dict[str, Any]:  # type: ignore[override]
+            return {"method": "nvml energy counter", "joules": 3.0, "seconds": 1.0}
+
+        def device_memory_used(self) -> int | None:
+            return 7
+
+    probe = gpu.GpuCaseProbe(meter=Meter())
+    probe.start()  # before binding: a CUDA graph's pool allocated next is the case's
+    state["allocated"] = state["peak"] = 1500
+    assert started == []
+    probe.start_energy()  # after the first call
+    facts = probe.stop(sequences=1000)
+    assert started == ["energy"]
+    assert facts["resident_before_bytes"] == 1000 and facts["activation_bytes"] == 500
+    assert facts["max_allocated_bytes"] == 1500 and facts["device_used_bytes"] == 7
+    assert facts["joules_per_1k_sequences"] == pytest.approx(3.0)
