@@ -194,18 +194,26 @@ def load_checkpoint(
     )
 
 
-def _load_onnx_export(
-    spec: ModelSpec, cache_dir: Path, dtype: str, allow_pickle: bool, attn: str, start: float
-) -> Checkpoint:
-    """An ``optimum-cli`` export directory; its reference weights loaded when named."""
-    from .onnx_export_dir import inspect_export, onnx_weight_stats
+def _export_of(spec: ModelSpec) -> OnnxExport:
+    """The ONNX export ``spec`` names, refused when its graph serves another head."""
+    from .onnx_export_dir import inspect_export
 
-    path = Path(spec.source).expanduser()
-    export = inspect_export(path)
+    export = inspect_export(Path(spec.source).expanduser())
     if export.head != spec.head:
         raise HarnessError(
             f"{spec.name}: the spec says head {spec.head!r}, the ONNX graph serves {export.head!r}"
         )
+    return export
+
+
+def _load_onnx_export(
+    spec: ModelSpec, cache_dir: Path, dtype: str, allow_pickle: bool, attn: str, start: float
+) -> Checkpoint:
+    """An ``optimum-cli`` export directory; its reference weights loaded when named."""
+    from .onnx_export_dir import onnx_weight_stats
+
+    path = Path(spec.source).expanduser()
+    export = _export_of(spec)
     arch = arch_from_config(json.loads((path / "config.json").read_text()), where=spec.source)
     model = None
     if spec.reference:
@@ -254,7 +262,7 @@ def _cached_weight_stats(
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(stats.to_dict()))
+        tmp.write_text(json.dumps(stats.to_record()))
         os.replace(tmp, entry)
     except OSError:  # a read-only cache only costs the recomputation
         pass
@@ -279,14 +287,7 @@ def preflight(
     if spec.is_random_init:
         return
     if spec.is_onnx_export:
-        from .onnx_export_dir import inspect_export
-
-        export = inspect_export(Path(spec.source).expanduser())
-        if export.head != spec.head:
-            raise HarnessError(
-                f"{spec.name}: the spec says head {spec.head!r}, the ONNX graph serves "
-                f"{export.head!r}"
-            )
+        _export_of(spec)
         if spec.reference:
             ref = ModelSpec(name=f"{spec.name} (reference)", source=spec.reference)
             preflight(ref, allow_pickle=allow_pickle, allow_custom_code=allow_custom_code)

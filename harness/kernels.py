@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .record_types import Kernels
+from .record_types import Kernels, KindTime
 
 __all__ = ["KIND_RULES", "KernelTime", "breakdown", "kernel_kind"]
 
@@ -48,7 +48,7 @@ class KernelTime:
 
 def breakdown(kernels: Iterable[KernelTime], top: int = 5) -> Kernels:
     """Counts and device time per kind, and the ``top`` kernel names by summed time."""
-    by_kind: dict[str, dict[str, float]] = {}
+    by_kind: dict[str, KindTime] = {}
     by_name: dict[str, list[float]] = {}
     for k in kernels:
         slot = by_kind.setdefault(kernel_kind(k.name), {"kernels": 0, "device_time_s": 0.0})
@@ -57,10 +57,7 @@ def breakdown(kernels: Iterable[KernelTime], top: int = 5) -> Kernels:
         by_name.setdefault(k.name, []).append(k.seconds)
     ranked = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]
     return {
-        "by_kind": {
-            kind: {"kernels": int(v["kernels"]), "device_time_s": v["device_time_s"]}
-            for kind, v in sorted(by_kind.items(), key=lambda kv: -kv[1]["device_time_s"])
-        },
+        "by_kind": dict(sorted(by_kind.items(), key=lambda kv: -kv[1]["device_time_s"])),
         "top": [
             {
                 "name": name[:160],

@@ -131,7 +131,7 @@ def onnx_weight_stats(path: Path) -> Any:
     import onnx
     from onnx import numpy_helper
 
-    from .weights import WeightStats
+    from .weights import WeightStats, zeros_and_subnormals
 
     digest = hashlib.sha256()
     for file in sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name)):
@@ -147,9 +147,8 @@ def onnx_weight_stats(path: Path) -> Any:
         nbytes += arr.nbytes
         if arr.dtype.kind == "f":
             floats += arr.size
-            zeros += int(np.count_nonzero(arr == 0))
-            tiny = np.finfo(arr.dtype).tiny
-            subnormal += int(np.count_nonzero((arr != 0) & (np.abs(arr) < tiny)))
+            z, s = zeros_and_subnormals(arr, float(np.finfo(arr.dtype).tiny))
+            zeros, subnormal = zeros + z, subnormal + s
         n += arr.size
     return WeightStats(
         sha256=digest.hexdigest(),

@@ -9,7 +9,7 @@ runner skip the larger ones.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -20,7 +20,15 @@ from .errors import HarnessError
 if TYPE_CHECKING:
     from .record_types import CaseInfo
 
-__all__ = ["DEVICES", "POLICIES", "Case", "SweepSpec", "expand", "load_sweep"]
+__all__ = [
+    "DEVICES",
+    "POLICIES",
+    "Case",
+    "SweepSpec",
+    "check_onnx_exports",
+    "expand",
+    "load_sweep",
+]
 
 DEVICES = ("cpu", "cuda")
 #: Padding policies for real-text batches: pad every batch to the max length; pad to the
@@ -187,9 +195,33 @@ def load_sweep(path: Path) -> SweepSpec:
     return SweepSpec.from_dict(read_toml(path), where=str(path))
 
 
+def check_onnx_exports(
+    specs: Sequence[ModelSpec],
+    backends: Sequence[str],
+    options: Mapping[str, Mapping[str, str]],
+) -> None:
+    """An ONNX export directory (no PyTorch weights) runs only on the ONNX Runtime backends,
+    without the options that apply to the harness's own exports; refused up front."""
+    from .backends import BACKENDS
+
+    torch_only = [b for b in backends if not BACKENDS[b].takes_onnx_exports]
+    for spec in (s for s in specs if s.is_onnx_export):
+        if torch_only:
+            raise HarnessError(
+                f"{spec.name} is an ONNX export (no PyTorch weights): {', '.join(torch_only)} "
+                "cannot run it; use onnxruntime, onnxruntime-fused or onnxruntime-int8"
+            )
+        for backend, opts in options.items():
+            if opts.get("io_binding") == "true" or opts.get("exporter") == "optimum":
+                raise HarnessError(
+                    f"{spec.name} is an ONNX export: {backend}'s io_binding and exporter "
+                    "options are for checkpoints the harness exports itself"
+                )
+
+
 def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
     """All cases of a sweep, grouped by (model, backend), cheapest shape first in a group."""
-    from .backends import BACKENDS, check_backend
+    from .backends import check_backend
 
     specs = [resolve_model(ref, models_dir) for ref in sweep.models]
     names = [s.name for s in specs]
@@ -197,23 +229,7 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
         raise HarnessError(f"sweep: a model is listed twice ({', '.join(names)})")
     for backend in sweep.backends:
         check_backend(backend, sweep.device)
-    for spec in specs:
-        torch_only = [
-            b for b in sweep.backends if not getattr(BACKENDS[b], "takes_onnx_exports", False)
-        ]
-        if not spec.is_onnx_export:
-            continue
-        if torch_only:
-            raise HarnessError(
-                f"{spec.name} is an ONNX export (no PyTorch weights): {', '.join(torch_only)} "
-                "cannot run it; use onnxruntime, onnxruntime-fused or onnxruntime-int8"
-            )
-        for backend, options in sweep.backend_options.items():
-            if options.get("io_binding") == "true" or options.get("exporter") == "optimum":
-                raise HarnessError(
-                    f"{spec.name} is an ONNX export: {backend}'s io_binding and exporter "
-                    "options are for checkpoints the harness exports itself"
-                )
+    check_onnx_exports(specs, sweep.backends, sweep.backend_options)
     cases: list[Case] = []
     common: dict[str, Any] = {"device": sweep.device, "threads": sweep.threads}
     for backend, options in sweep.backend_options.items():
@@ -221,9 +237,7 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
             raise HarnessError(f"sweep: options given for {backend!r}, which is not in backends")
         check_backend(backend, sweep.device).check_options(options)
     for backend, dtype in itertools.product(sweep.backends, sweep.dtypes or (sweep.dtype,)):
-        cls = check_backend(backend, sweep.device)
-        dtypes_on = getattr(cls, "dtypes_on", None)
-        allowed = dtypes_on(sweep.device) if dtypes_on else cls.dtypes
+        allowed = check_backend(backend, sweep.device).dtypes_on(sweep.device)
         if dtype not in allowed:
             raise HarnessError(
                 f"backend {backend!r} runs {', '.join(allowed)} on {sweep.device}, not {dtype} "

@@ -8,7 +8,7 @@ changes everything. So every record carries these facts next to its timings.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,9 +29,6 @@ class WeightStats:
     zero_share: float
     subnormal_share: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def to_record(self) -> WeightsInfo:
         return {
             "sha256": self.sha256,
@@ -45,6 +42,13 @@ class WeightStats:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WeightStats:
         return cls(**(data | {"dtypes": tuple(data["dtypes"])}))
+
+
+def zeros_and_subnormals(values: np.ndarray, tiny: float) -> tuple[int, int]:
+    """How many of ``values`` are exactly zero, and how many are subnormal (nonzero, below the
+    dtype's smallest normal ``tiny``): one definition for PyTorch and ONNX weights alike."""
+    zeros = int(np.count_nonzero(values == 0))
+    return zeros, int(np.count_nonzero((np.abs(values) < tiny) & (values != 0)))
 
 
 def weight_stats(model: nn.Module) -> WeightStats:
@@ -62,9 +66,8 @@ def weight_stats(model: nn.Module) -> WeightStats:
         if t.is_floating_point():
             values = t.float().numpy() if t.dtype != torch.float32 else t.numpy()
             n += values.size
-            zeros += int(np.count_nonzero(values == 0))
-            tiny = torch.finfo(t.dtype).tiny
-            subnormal += int(np.count_nonzero((np.abs(values) < tiny) & (values != 0)))
+            z, s = zeros_and_subnormals(values, torch.finfo(t.dtype).tiny)
+            zeros, subnormal = zeros + z, subnormal + s
     params = sum(p.numel() for p in model.parameters())
     return WeightStats(
         sha256=digest.hexdigest(),

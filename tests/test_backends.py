@@ -108,11 +108,13 @@ def test_io_binding_keeps_outputs_and_parity(backend: str, cache_dir: Path) -> N
 def test_ort_float16_converter_halves_the_weights(cache_dir: Path) -> None:
     import onnx
 
-    from harness.backends.onnxruntime import _export, _half
+    from harness.backends.onnx_graphs import export_graph, to_float16
 
     ckpt = load_checkpoint(_spec("encoder"), cache_dir)
-    plain, _, _ = _export(ckpt, synthetic_batch(2, 16, TINY.vocab, pad_rows=True), cache_dir, False)
-    half, info = _half(plain, "false")
+    plain, _, _ = export_graph(
+        ckpt, synthetic_batch(2, 16, TINY.vocab, pad_rows=True), cache_dir, False
+    )
+    half, info = to_float16(plain, "false")
     model = onnx.load(str(half))
     kinds = {i.data_type for i in model.graph.initializer if len(i.dims) == 2}
     assert kinds == {onnx.TensorProto.FLOAT16} and info["fp16"]["fp16_initializers"] > 0
@@ -216,7 +218,7 @@ def test_auto_falls_back_to_the_dynamo_exporter_and_records_why(
 ) -> None:
     """When the legacy exporter fails (or a future torch drops it), ``auto`` exports with
     dynamo and the record says why; an exporter asked for by name never falls back."""
-    from harness.backends import onnxruntime as ortb
+    from harness.backends import onnx_graphs as ortb
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the legacy exporter was removed")
@@ -236,7 +238,7 @@ def test_auto_falls_back_to_the_dynamo_exporter_and_records_why(
 
 
 def test_auto_prefers_the_legacy_exporter_whose_graphs_ran_faster() -> None:
-    from harness.backends.onnxruntime import resolve_exporter
+    from harness.backends.onnx_graphs import resolve_exporter
 
     assert resolve_exporter("auto") == "legacy"
     assert resolve_exporter("dynamo") == "dynamo"

@@ -211,10 +211,9 @@ def test_optimum_as_the_harness_exporter_keeps_parity(head: str, cache_dir: Path
 
 
 def test_exporter_optimum_without_optimum_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from harness.backends import BACKENDS
-    from harness.backends import onnxruntime as ort_backend
+    from harness.backends import BACKENDS, onnx_graphs
     from harness.errors import HarnessError
 
-    monkeypatch.setattr(ort_backend, "_optimum_version", lambda: None)
+    monkeypatch.setattr(onnx_graphs, "optimum_version", lambda: None)
     with pytest.raises(HarnessError, match=r"exporter=optimum needs optimum"):
         BACKENDS["onnxruntime"].check_options({"exporter": "optimum"})

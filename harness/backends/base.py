@@ -48,6 +48,13 @@ class Backend(Protocol):
     devices: ClassVar[tuple[str, ...]]
     #: The case dtypes this backend can run; a sweep asking for another is refused up front.
     dtypes: ClassVar[tuple[str, ...]]
+    #: Whether it runs a checkpoint given as an ONNX export (no PyTorch weights).
+    takes_onnx_exports: ClassVar[bool]
+
+    @classmethod
+    def dtypes_on(cls, device: str) -> tuple[str, ...]:
+        """The dtypes it runs on ``device`` (some run only on a GPU)."""
+        ...
 
     @classmethod
     def unavailable(cls, device: str) -> str | None:

@@ -46,6 +46,8 @@ class TorchBackend(abc.ABC):
     name: ClassVar[str] = "torch"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "tf32", "bfloat16", "float16")
+    #: A torch module needs PyTorch weights; an ONNX export directory has none.
+    takes_onnx_exports: ClassVar[bool] = False
     #: Options every torch backend takes; subclasses add theirs with ``TorchBackend.OPTIONS | {…}``.
     OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"fuse_qkv": ("false", "true")}
 
@@ -60,6 +62,10 @@ class TorchBackend(abc.ABC):
     @classmethod
     def check_options(cls, options: dict[str, str]) -> None:
         validate_options(cls.name, options, cls.OPTIONS)
+
+    @classmethod
+    def dtypes_on(cls, device: str) -> tuple[str, ...]:
+        return cls.dtypes
 
     def place(self, ckpt: Checkpoint) -> tuple[torch.nn.Module, dict[str, Any]]:
         """The model on the case's device and dtype, and the matmul precision that was set."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ..record_types import case_options
 from ..results import Record
-from .rows import fmt_bytes, fmt_ms
+from .rows import fmt_bytes, fmt_ms, options_text
 
 __all__ = ["gpu_rows", "kernel_rows", "target_lines"]
 
@@ -20,8 +19,7 @@ def _pct(x: float | None) -> str:
 
 
 def _variant(r: Record) -> str:
-    opts = case_options(r.case)
-    variant = ",".join(f"{k}={v}" for k, v in sorted(opts.items()))
+    variant = options_text(r)
     return str(r.case["backend"]) + (f" ({variant})" if variant else "")
 
 

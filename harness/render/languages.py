@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..record_types import case_options
-from .rows import fmt_ms, fmt_rate
+from .rows import fmt_ms, fmt_rate, options_text
 
 if TYPE_CHECKING:
     from ..results import Record
@@ -76,8 +75,7 @@ def language_result_rows(records: list[Record]) -> list[dict[str, str]]:
 
 
 def _variant(r: Record) -> str:
-    opts = case_options(r.case)
-    return ",".join(f"{k}={v}" for k, v in sorted(opts.items())) or "–"
+    return options_text(r) or "–"
 
 
 def best_policy_rows(records: list[Record]) -> list[dict[str, str]]:

@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..record_types import Parity
+from ..record_types import Parity, case_options
 from ..results import Record
 
-__all__ = ["fmt_bytes", "fmt_ms", "host_label", "parity_cell", "result_rows", "sort_records"]
+__all__ = [
+    "fmt_bytes",
+    "fmt_ms",
+    "host_label",
+    "options_text",
+    "parity_cell",
+    "result_rows",
+    "sort_records",
+]
+
+
+def options_text(r: Record) -> str:
+    """A case's backend options as ``k=v,k=v`` (sorted; empty when it has none)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(case_options(r.case).items()))
 
 
 def fmt_ms(seconds: float | None) -> str:
