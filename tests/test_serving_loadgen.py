@@ -107,7 +107,9 @@ def test_the_capacity_search_finds_the_md1_answer() -> None:
     LoadGen Server runs, judged as serve-bench judges them, must land within 10 % of the
     analytic capacity. The bound is on p90: LoadGen's early stopping asks for confidence in
     the percentile, which at p99 and a few thousand queries holds the answer several percent
-    below the p99 capacity by design (about p99.5), leaving the 10 % little room for noise."""
+    below the p99 capacity by design (about p99.5), leaving the 10 % little room for noise.
+    Even at p90 it does so with few queries: 1500 per probe landed at 0.896-0.92 of the
+    analytic answer on the 2-vCPU Xeon VM (0.868 once in CI), 3000 at 0.947-0.949."""
     backend = SleepingBackend(0.002)
     bound = 0.006
 
@@ -123,7 +125,7 @@ def test_the_capacity_search_finds_the_md1_answer() -> None:
         return run_scenario(settings, Batching(1, 0.0), backend, LENGTHS)
 
     def probe(qps: float) -> bool:  # judged as serve-bench judges its probes
-        return run_confirmed(lambda n: run(qps, n), 1500)[-1].valid
+        return run_confirmed(lambda n: run(qps, n), 3000)[-1].valid
 
     cap = find_capacity(probe, upper=1 / 0.002, rel_tol=0.04, max_probes=8)
     analytic = md1_capacity(backend.mean_service, bound, 0.9)
