@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
@@ -109,7 +110,9 @@ def test_the_capacity_search_finds_the_md1_answer() -> None:
     the percentile, which at p99 and a few thousand queries holds the answer several percent
     below the p99 capacity by design (about p99.5), leaving the 10 % little room for noise.
     Even at p90 it does so with few queries: 1500 per probe landed at 0.896-0.92 of the
-    analytic answer on the 2-vCPU Xeon VM (0.868 once in CI), 3000 at 0.947-0.949."""
+    zero-overhead answer on the 2-vCPU Xeon VM (0.868 once in CI), 3000 at 0.947-0.949; in
+    CI's full suite 3000 still gave 0.88-0.91, so the reference now also takes off the bound
+    the per-query time spent outside the service, measured unloaded on this machine."""
     backend = SleepingBackend(0.002)
     bound = 0.006
 
@@ -128,8 +131,19 @@ def test_the_capacity_search_finds_the_md1_answer() -> None:
         return run_confirmed(lambda n: run(qps, n), 3000)[-1].valid
 
     cap = find_capacity(probe, upper=1 / 0.002, rel_tol=0.04, max_probes=8)
-    analytic = md1_capacity(backend.mean_service, bound, 0.9)
-    assert cap.qps == pytest.approx(analytic, rel=0.10), (cap, backend.mean_service, analytic)
+    # What a query spends outside the service itself (LoadGen's issue and response path, the
+    # worker's wake-up) adds to every latency: measured unloaded, one query at a time, and
+    # taken off the bound, so the M/D/1 reference describes this machine's queue.
+    alone = SleepingBackend(0.002)
+    single = run_scenario(
+        ScenarioSettings("single-stream", bound_s=bound, min_queries=300, min_duration_s=0.3),
+        Batching(1, 0.0),
+        alone,
+        LENGTHS,
+    )
+    overhead = max(0.0, single.latency_s["p50"] - statistics.median(alone.service))
+    analytic = md1_capacity(backend.mean_service, bound - overhead, 0.9)
+    assert cap.qps == pytest.approx(analytic, rel=0.10), (cap, backend.mean_service, overhead)
 
 
 def test_the_detail_log_parser_keeps_the_last_value_and_skips_noise(tmp_path: Path) -> None:
