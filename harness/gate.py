@@ -1,18 +1,23 @@
 """The CI performance gate: a run against a baseline run, metric by metric.
 
-A regression needs both a statistically significant change (Mann-Whitney over the raw
-samples, Holm-adjusted across every case and metric of the suite) and a change beyond the
-metric's threshold — pytest-benchmark's ``--benchmark-compare-fail=mean:5%`` with asv's
-significance test in front of it, so noise alone does not fail a build. Peak memory is one
-number per case, so it is gated on its threshold plus an absolute floor.
+A regression needs both a statistically significant change (Holm-adjusted across every case
+and metric of the suite) and a change beyond the metric's threshold — pytest-benchmark's
+``--benchmark-compare-fail=mean:5%`` with asv's significance test in front of it, so noise
+alone does not fail a build. Peak memory is one number per case, so it is gated on its
+threshold plus an absolute floor.
+
+What the test's replicate is decides what it can see. Repeated runs (``--repeat N``, a
+baseline refreshed with repeats) make the *run* the replicate: a t test over runs, whose
+power is stated per row. With one run a side only the calls are left; their interval leaves
+out run-to-run variation, so those rows make no power claim and say so. Every p-value is
+continuous (a t or normal tail, never a resampling count), so a large suite can still fail.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -20,18 +25,18 @@ import numpy as np
 from .calibrate import speed_factor
 from .comparison.decide import comparability_problems, merge_records
 from .errors import HarnessError
-from .hierarchy import Estimate, stratified_ratio
+from .hierarchy import (
+    Estimate,
+    paired_runs_ratio,
+    replicate_ratio,
+    run_variance,
+    stratified_ratio,
+    variance_prior,
+)
 from .metrics import METRICS
 from .record_types import statistic
 from .results import Record, Run
-from .stats import (
-    SampleComparison,
-    adjust,
-    by_batch,
-    compare_paired,
-    compare_replicates,
-    detectable_change,
-)
+from .stats import adjust, by_batch
 
 __all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_paired_runs", "gate_runs"]
 
@@ -73,36 +78,40 @@ class GateRow:
     improvement: bool = False
     level: str = "samples"  # "runs" when both sides had repeated runs of the case
     speed_factor: float | None = None  # machine slower by this for the candidate (probe)
-    #: Smallest relative change this row could detect (90 % power, α = 0.05), from the
-    #: width of its interval: a gate that cannot see 5 % says so instead of passing quietly.
+    #: Smallest relative change this row fails with 90 % power under the gate's rule (runs as
+    #: the replicate only; None when the row makes no power claim): a gate that cannot see
+    #: 5 % says so instead of passing quietly.
     mde: float | None = None
+    estimate: Estimate | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def power_claim(self) -> bool:
+        """Whether the row's interval is over runs (so its power means something)."""
+        return self.estimate is not None and self.estimate.replicates > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "estimate"}
+        out["power_claim"] = self.power_claim
+        return out
 
 
-def _timing_row(
-    key: str, metric: str, base: float, cand: float, c: SampleComparison | Estimate
-) -> GateRow:
+def _timing_row(key: str, metric: str, base: float, cand: float, c: Estimate) -> GateRow:
     """A latency-based row. ``c`` compares latencies (for throughput: mean latencies), so
     throughput's bad-direction change is ``1 - 1/ratio``: it falls when latency rises."""
-    # The standard error the 95 % interval implies, on the log scale.
-    se = (math.log(c.ci_high) - math.log(c.ci_low)) / (2 * 1.96) if c.ci_low > 0 else math.inf
-    mde = detectable_change(se)
+    lo, hi = c.interval(0.95)
     if metric == "throughput":
-        row = GateRow(
-            key, metric, base, cand, 1 - 1 / c.ratio, 1 - 1 / c.ci_low, 1 - 1 / c.ci_high, c.p_diff
-        )
+        row = GateRow(key, metric, base, cand, 1 - 1 / c.ratio, 1 - 1 / lo, 1 - 1 / hi, c.p_diff)
     else:
-        row = GateRow(key, metric, base, cand, c.ratio - 1, c.ci_low - 1, c.ci_high - 1, c.p_diff)
-    row.mde = mde
+        row = GateRow(key, metric, base, cand, c.ratio - 1, lo - 1, hi - 1, c.p_diff)
+    row.level = c.level
+    row.estimate = c
     return row
 
 
 def _sample_rows(a: Record, b: Record, metrics: Sequence[str], normalize: bool) -> list[GateRow]:
-    """Rows for the sampled metrics. With ``normalize`` (and probes on both sides) the
-    candidate's samples are divided by the machine speed factor (:mod:`harness.calibrate`)
-    before testing; the displayed values stay raw."""
+    """Rows for the sampled metrics of one run a side. With ``normalize`` (and probes on both
+    sides) the candidate's samples are divided by the machine speed factor
+    (:mod:`harness.calibrate`) before testing; the displayed values stay raw."""
     rows = []
     factor = speed_factor(a.calibration, b.calibration) if normalize else None
     samples = [x / factor for x in b.samples] if factor else b.samples
@@ -144,23 +153,35 @@ def _replicate_rows(
         for rec in run.records:
             if rec.status == "ok" and rec.samples:
                 side[rec.case_id].append(rec)
-    replicated = {k for k in runs_a if len(runs_a[k]) >= 2 and len(runs_b.get(k, [])) >= 2}
+    # Runs are the replicate where one side repeated the case (the other side's variance
+    # stands for both when it ran once: a stored baseline of repeats against one new run).
+    replicated = {k for k in runs_a if runs_b.get(k) and len(runs_a[k]) + len(runs_b[k]) >= 3}
     gated = [*metrics, "memory"] if "memory" in settings.thresholds else list(metrics)
     out = [r for r in rows if not (r.case_id in replicated and r.metric in gated)]
+    per_run: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+    for key in sorted(replicated):
+        n_batches = int(runs_a[key][0].workload.get("n_batches", 1) or 1)
+        for metric in metrics:
+            per_run[key, metric] = (
+                [per_run_statistic(metric, r.samples, n_batches) for r in runs_a[key]],
+                [per_run_statistic(metric, r.samples, n_batches) for r in runs_b[key]],
+            )
+    # A suite has few runs per case but many cases on one machine: each metric's run-to-run
+    # variance is moderated over the suite's cases (variance_prior), as the cases agree.
+    priors = {}
+    for metric in metrics:
+        fits = [run_variance(*v) for (_, m), v in per_run.items() if m == metric]
+        priors[metric] = variance_prior([f[1] for f in fits], [f[2] for f in fits])
     for key in sorted(replicated):
         for metric in metrics:
-            n_batches = int(runs_a[key][0].workload.get("n_batches", 1) or 1)
-            per_a = [per_run_statistic(metric, r.samples, n_batches) for r in runs_a[key]]
-            per_b = [per_run_statistic(metric, r.samples, n_batches) for r in runs_b[key]]
-            c = compare_replicates(per_a, per_b)
+            per_a, per_b = per_run[key, metric]
+            c = replicate_ratio(per_a, per_b, priors[metric])
             if metric == "throughput":
                 base = float(np.mean([r.throughput["sequences_per_s"] for r in runs_a[key]]))
                 cand = float(np.mean([r.throughput["sequences_per_s"] for r in runs_b[key]]))
             else:
                 base, cand = float(np.mean(per_a)), float(np.mean(per_b))
-            row = _timing_row(key, metric, base, cand, c)
-            row.level = f"runs {c.n_a}/{c.n_b}"
-            out.append(row)
+            out.append(_timing_row(key, metric, base, cand, c))
         if "memory" in settings.thresholds:
             # One peak per run: a regression only if every candidate run peaked above every
             # baseline run by more than the floor, and the medians differ beyond the threshold.
@@ -227,7 +248,8 @@ def gate_runs(
 
 def _decide(rows: list[GateRow], settings: GateSettings) -> None:
     """Holm (or BH) over every tested row, then regression / improvement: significant, an
-    interval that excludes "no change", and a change beyond the metric's threshold."""
+    interval that excludes "no change", and a change beyond the metric's threshold. Each row
+    with runs as its replicate states the change it would fail with 90 % power."""
     tested = [r for r in rows if r.p_adj is not None]
     # (``r.p_adj or 1.0`` once turned the most significant regressions, p == 0.0, into 1.0.)
     raw = [r.p_adj for r in tested if r.p_adj is not None]
@@ -238,6 +260,10 @@ def _decide(rows: list[GateRow], settings: GateSettings) -> None:
         significant = p < settings.alpha and excludes
         row.regression = significant and row.change > limit
         row.improvement = significant and row.change < -limit
+        if row.power_claim and row.estimate is not None:
+            mde = row.estimate.detectable(settings.alpha / len(tested), limit)
+            # Throughput's change is 1 - 1/ratio of latencies.
+            row.mde = 1 - 1 / (1 + mde) if row.metric == "throughput" else mde
 
 
 def gate_paired_runs(
@@ -264,9 +290,7 @@ def gate_paired_runs(
         for metric in metrics:
             va = [per_run_statistic(metric, ra[key].samples, n_batches) for ra, _ in per_pair]
             vb = [per_run_statistic(metric, rb[key].samples, n_batches) for _, rb in per_pair]
-            c = compare_paired(va, vb)
-            row = _timing_row(key, metric, float(np.mean(va)), float(np.mean(vb)), c)
-            row.level = f"paired runs ({len(pairs)} pairs)"
-            rows.append(row)
+            c = paired_runs_ratio(va, vb)
+            rows.append(_timing_row(key, metric, float(np.mean(va)), float(np.mean(vb)), c))
     _decide(rows, settings)
     return rows, warnings

@@ -143,10 +143,23 @@ class Interleaved(TypedDict, total=False):
     """Where a case sat in an interleaved comparison (:mod:`harness.comparison.interleave`)."""
 
     rounds: int
+    #: Timed calls per arm per round; call k of ``samples`` ran in round ``k // block``.
     block: int
+    #: Untimed calls at the start of every block (the previous arm's leftovers).
+    block_warmup: int
     arms: int
     seed: int
     process: int
+    #: This arm's place in each round's order (0 = first).
+    positions: list[int]
+    #: Its place in the order the arms were prepared, and first warmed up for this case
+    #: (both rotated across processes, so no arm is always first).
+    prepared_position: int
+    warmup_position: int
+    #: Seconds of every block's warm-up calls, in order.
+    block_warmup_s: list[float]
+    #: Timed calls of the arm run on its own after the rounds (call k ran batch k % n).
+    solo: list[float]
 
 
 class Workload(TypedDict, total=False):
@@ -424,6 +437,8 @@ class BackendInfo(TypedDict, total=False):
     graph_optimization_level: str
     intra_op_num_threads: int
     inter_op_num_threads: int
+    #: ORT's thread pools after a run: "stop" (session.force_spinning_stop), "on", "off".
+    spinning: str
     execution_mode: str
     onnx_bytes: int
 

@@ -48,11 +48,13 @@ from .timing import PerfCounterTimer, Samples, Timer, measure
 from .workloads import Batch, synthetic_batch
 
 __all__ = [
+    "CaseInputs",
     "Event",
     "PreparedGroup",
     "RunOptions",
     "build_record",
     "case_inputs",
+    "default_timer",
     "error_record",
     "memory_facts",
     "prepare_group",

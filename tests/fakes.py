@@ -26,3 +26,32 @@ class FakeTimer:
         self.calls += 1
         self.t += cost
         return cost
+
+
+class SwitchingClock:
+    """A fake clock for interleaved arms: each backend's calls cost ``base(backend)`` seconds,
+    times ``penalty[k]`` for the *k*-th call after switching from another backend (what the
+    previous arm's leftovers in the caches cost on a real machine), 1 after those."""
+
+    def __init__(
+        self, base: Callable[[object], float], penalty: Sequence[float] = (1.3, 1.2, 1.1)
+    ) -> None:
+        self.base = base
+        self.penalty = list(penalty)
+        self.t = 0.0
+        self.last: int | None = None
+        self.since_switch = 0
+
+    def now(self) -> float:
+        return self.t
+
+    def time(self, fn: Callable[[], object]) -> float:
+        fn()
+        backend = getattr(getattr(fn, "func", None), "__self__", None)
+        if id(backend) != self.last:
+            self.last, self.since_switch = id(backend), 0
+        k = self.since_switch
+        self.since_switch += 1
+        cost = self.base(backend) * (self.penalty[k] if k < len(self.penalty) else 1.0)
+        self.t += cost
+        return cost

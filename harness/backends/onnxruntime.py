@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..workloads import Batch
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+SPINNING = ("stop", "on", "off")
 
 
 class OnnxRuntimeBackend:
@@ -62,6 +63,11 @@ class OnnxRuntimeBackend:
         # Inputs copied into ORT values once per batch (on the device for CUDA), outputs
         # left where the provider wrote them: no host<->device copy inside the timed call.
         "io_binding": ("false", "true"),
+        # What the intra-op threads do once a run returns: "stop" spinning at once (the
+        # default: an idle session then takes no core from a neighbour, which interleaved
+        # arms are), "on" (ORT's own default: spin a while, waiting for the next run), or
+        # "off" (never spin, not even between a run's own operators).
+        "spinning": SPINNING,
     }
 
     @classmethod
@@ -120,6 +126,11 @@ class OnnxRuntimeBackend:
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[level]
         opts.log_severity_level = 3
+        spinning = self.ctx.option("spinning", "stop")
+        if spinning == "stop":
+            opts.add_session_config_entry("session.force_spinning_stop", "1")
+        elif spinning == "off":
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider = _PROVIDERS[self.ctx.device]
         self.session = ort.InferenceSession(str(path), opts, providers=[provider])
         self.given = given
@@ -130,6 +141,7 @@ class OnnxRuntimeBackend:
             "intra_op_num_threads": self.ctx.threads,
             "inter_op_num_threads": 1,
             "execution_mode": "sequential",
+            "spinning": spinning,
             "onnx_bytes": path.stat().st_size,
         }
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import EXIT_OK, EXIT_REGRESSION, HarnessError
 from .common import default_cache, make_console, progress_bar
+from .compare import add_interleave_args, interleave_spec
 
 __all__ = ["DEFAULT_SUITE", "register"]
 
@@ -138,17 +139,25 @@ def _verdict(
         )
         return EXIT_REGRESSION
     mdes = sorted(r.mde for r in rows if r.mde is not None and r.metric == "p50")
+    timed = [r for r in rows if r.metric == "p50"]
     if mdes:
         worst = max(settings.thresholds.get("p50", 0.05), 0.0)
         blind = sum(m > worst for m in mdes)
         console.print(
-            f"power: at the noise measured, this gate detects p50 changes of "
-            f"{100 * mdes[len(mdes) // 2]:.1f} % (median over cases; 90 % power)"
+            f"power: with runs as the replicate, this gate fails p50 slowdowns of "
+            f"{100 * mdes[len(mdes) // 2]:.1f} % with 90 % power (median over {len(mdes)} "
+            "case(s))"
             + (
                 f"; {blind} of {len(mdes)} case(s) could not see a {100 * worst:g} % change"
                 if blind
                 else ""
             )
+        )
+    if len(mdes) < len(timed):
+        console.print(
+            f"no power claim for {len(timed) - len(mdes)} case(s): one run a side, so their "
+            "intervals leave out run-to-run variation (repeat the runs on both sides, "
+            "--repeat 2 or more, for a gate that says what it can see)"
         )
     console.print(f"no regression: {len(rows)} metric(s) {passed}")
     return EXIT_OK
@@ -221,7 +230,6 @@ def cmd_check_interleaved(args: argparse.Namespace) -> int:
     machinery with the gate's threshold as the minimum effect). Exit 1 on any "slower"."""
     from ..comparison.arms import comparisons_of, run_comparison
     from ..comparison.decide import CompareSettings
-    from ..comparison.interleave import InterleaveSpec
     from ..corpus import check_languages, resolve_corpus
     from ..render.console import rich_table
     from ..render.verdicts import summary_sentence, verdict_rows
@@ -247,7 +255,7 @@ def cmd_check_interleaved(args: argparse.Namespace) -> int:
         args.out,
         opts,
         settings=settings,
-        interleave=InterleaveSpec(min_rounds=args.min_rounds, max_rounds=args.max_rounds),
+        interleave=interleave_spec(args),
         processes=args.processes,
         aa=aa,
     )
@@ -320,9 +328,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--candidate-python", help="with --baseline-python (default: this interpreter)")
     p.add_argument("--pairs", type=int, default=3, help="with --baseline-python: ABBA pairs")
-    p.add_argument("--processes", type=int, default=3, help="with --candidate: fresh processes")
-    p.add_argument("--min-rounds", type=int, default=8, help="with --candidate")
-    p.add_argument("--max-rounds", type=int, default=16, help="with --candidate")
+    add_interleave_args(p)  # with --candidate
     p.add_argument("--json", type=Path, help="write every row as JSON here")
     p.add_argument("--all", action="store_true", help="show every metric, not only what moved")
     p.add_argument("--corpus", type=Path)

@@ -7,11 +7,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..comparison.spec import InterleaveSpec
 from ..errors import EXIT_OK, HarnessError
 from .common import DEFAULT_OUT, make_console, progress_bar, run_options
 from .run import add_sweep_args, prepare_sweep
 
-__all__ = ["add_stat_args", "register", "settings_from_args"]
+__all__ = [
+    "add_interleave_args",
+    "add_stat_args",
+    "interleave_spec",
+    "register",
+    "settings_from_args",
+]
+
+#: Fresh processes per comparison: the process is the replicate, and a process can favour one
+#: arm by ~2 % (README, "How it compares"), which only more processes average out.
+DEFAULT_PROCESSES = 10
 
 
 def add_stat_args(p: argparse.ArgumentParser) -> None:
@@ -28,6 +39,47 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     return CompareSettings(
         margin=args.margin, min_effect=args.min_effect, alpha=args.alpha, correction=args.correction
+    )
+
+
+def add_interleave_args(p: argparse.ArgumentParser, processes: int = DEFAULT_PROCESSES) -> None:
+    """How arms are interleaved (``harness compare -m``, ``harness check --candidate``)."""
+    d = InterleaveSpec()
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=processes,
+        help="fresh processes, the replicate of the analysis (default %(default)s)",
+    )
+    p.add_argument("--rounds", type=int, default=d.rounds, help="rounds per process")
+    p.add_argument("--block", type=int, default=d.block, help="least timed calls per arm per round")
+    p.add_argument("--block-s", type=float, default=d.block_s, help="least timed seconds per block")
+    p.add_argument(
+        "--block-warmup-s",
+        type=float,
+        default=d.warmup_s,
+        help="untimed seconds (at least one call) at the start of every block",
+    )
+    p.add_argument(
+        "--no-solo",
+        action="store_true",
+        help="skip the check that each arm's interleaved p50 matches it run alone",
+    )
+    p.add_argument(
+        "--seed", type=int, help="seed of the round orders (default: a fresh one, recorded)"
+    )
+
+
+def interleave_spec(args: argparse.Namespace) -> Any:
+    from ..comparison.arms import fresh_seed
+
+    return InterleaveSpec(
+        rounds=args.rounds,
+        block=args.block,
+        block_s=args.block_s,
+        warmup_s=args.block_warmup_s,
+        solo=not args.no_solo,
+        seed=fresh_seed() if args.seed is None else args.seed,
     )
 
 
@@ -92,30 +144,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise HarnessError("compare takes two run directories, or checkpoints with -m")
         return _compare_dirs(args)
     from ..comparison.arms import run_comparison
-    from ..comparison.interleave import InterleaveSpec
     from ..comparison.report import write_compare_report
     from ..render.console import rich_table
     from ..render.verdicts import verdict_rows
     from ..results import load_run
 
     settings = settings_from_args(args)
-    if (
-        args.processes < 1
-        or args.min_rounds < 1
-        or args.max_rounds < args.min_rounds
-        or args.block < 1
-    ):
-        raise HarnessError(
-            "--processes, --min-rounds, --block must be >= 1 and --max-rounds >= --min-rounds"
-        )
+    spec = interleave_spec(args)
+    if args.processes < 1:
+        raise HarnessError("--processes must be >= 1")
     args.isolate, args.inline = False, True
     prepared = prepare_sweep(args)
     if prepared.skipped:  # a comparison that silently drops its language cases would mislead
         raise HarnessError(prepared.skipped[0][1])
     sweep, cases, corpus = prepared.sweep, prepared.cases, prepared.corpus
-    spec = InterleaveSpec(
-        min_rounds=args.min_rounds, max_rounds=args.max_rounds, block=args.block, seed=args.seed
-    )
     opts = run_options(args, corpus)
     console = make_console(args.quiet)
     n_models = len({c.model.name for c in cases})
@@ -155,11 +197,7 @@ def register(sub: Any) -> None:
     add_sweep_args(p)
     add_stat_args(p)
     p.add_argument("--aa", action="store_true", help="add an A/A control arm (baseline vs itself)")
-    p.add_argument("--processes", type=int, default=1, help="repeat in this many fresh processes")
-    p.add_argument("--min-rounds", type=int, default=5)
-    p.add_argument("--max-rounds", type=int, default=30)
-    p.add_argument("--block", type=int, default=3, help="samples per arm per round")
-    p.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
+    add_interleave_args(p)
     p.add_argument(
         "--allow-incomparable",
         action="store_true",

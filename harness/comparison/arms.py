@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -24,9 +25,9 @@ from .decide import (
     hardware_class,
     record_env,
 )
-from .interleave import InterleaveSpec, run_interleaved
+from .interleave import InterleaveSpec, rotation, run_interleaved
 
-__all__ = ["AA_SUFFIX", "compare_run_dirs", "comparisons_of", "run_comparison"]
+__all__ = ["AA_SUFFIX", "compare_run_dirs", "comparisons_of", "fresh_seed", "run_comparison"]
 
 #: The A/A control arm: the baseline again, prepared separately, named ``<name>~aa``.
 AA_SUFFIX = "~aa"
@@ -53,16 +54,24 @@ def _by_backend(arms: list[list[Case]]) -> list[list[list[Case]]]:
     return [[[c for c in arm if (c.backend, c.dtype) == g] for arm in arms] for g in groups]
 
 
-def _interleave_job(
-    arm_dicts: list[list[CaseInfo]],
+def _process_job(
+    groups: list[list[list[CaseInfo]]],
     spec: InterleaveSpec,
     process: int,
     store: RunStore,
     opts: RunOptions,
     emit: Callable[[Event], None],
 ) -> None:
-    arms = [[Case.from_dict(c) for c in arm] for arm in arm_dicts]
-    run_interleaved(arms, store, opts, spec, emit, process)
+    """One process of a comparison: every backend group in turn, in an order rotated across
+    processes (what a process ran first must not always be the same backend)."""
+    for g in rotation(len(groups), process):
+        arms = [[Case.from_dict(c) for c in arm] for arm in groups[g]]
+        run_interleaved(arms, store, opts, spec, emit, process, group_index=g)
+
+
+def fresh_seed() -> int:
+    """A seed for a comparison that was not given one: each comparison its own orders."""
+    return secrets.randbelow(2**31)
 
 
 def run_comparison(
@@ -76,8 +85,11 @@ def run_comparison(
     processes: int = 1,
     models_dir: Path | None = None,
     emit: Callable[[Event], None] | None = None,
+    inline: bool = False,
 ) -> Path:
-    """Measure all arms interleaved (``processes`` times, each in a fresh process when > 1)."""
+    """Measure all arms interleaved, ``processes`` times, each in a fresh process when > 1
+    (the process is the replicate of the analysis: two or more are needed for a verdict).
+    ``inline`` runs every "process" in this one (tests on a fake clock; never for timing)."""
     emit = emit or (lambda e: None)
     arms = _arm_cases(sweep, models_dir, aa)
     meta = RunMeta(
@@ -96,21 +108,22 @@ def run_comparison(
         planned=[c.case_id for arm in arms for c in arm],
     )
     store = RunStore.create(out_root, meta)
-    for backend_arms in _by_backend(arms):
-        for process in range(processes):
-            if processes == 1:
-                run_interleaved(backend_arms, store, opts, interleave, emit, process)
+    groups = _by_backend(arms)
+    dicts = [[[c.to_dict() for c in arm] for arm in g] for g in groups]
+    for process in range(processes):
+        job = functools.partial(_process_job, dicts, interleave, process)
+        if processes == 1 or inline:
+            job(store, opts, emit)
+            continue
+        # The launcher's worker machinery: watchdog, group timeout, out-of-memory report.
+        outcome = run_in_worker(job, store, opts, emit)
+        for c in (c for g in groups for arm in g for c in arm):
+            if c.case_id in outcome.done:
                 continue
-            # The launcher's worker machinery: watchdog, group timeout, out-of-memory report.
-            dicts = [[c.to_dict() for c in arm] for arm in backend_arms]
-            job = functools.partial(_interleave_job, dicts, interleave, process)
-            outcome = run_in_worker(job, store, opts, emit)
-            for c in (c for arm in backend_arms for c in arm):
-                if c.case_id in outcome.done:
-                    continue
-                rec = error_record(c, "error", f"compare process {process}: {outcome.message()}")
-                store.append(rec)
-                emit(("done", rec))
+            rec = error_record(c, "error", f"compare process {process}: {outcome.message()}")
+            rec.workload["interleaved"] = {"process": process}
+            store.append(rec)
+            emit(("done", rec))
     return store.path
 
 

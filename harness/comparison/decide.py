@@ -2,32 +2,52 @@
 inconclusive — a verdict that never contradicts the interval shown next to it.
 
 The effect is estimated where the noise is (:mod:`harness.hierarchy`): for interleaved arms,
-from per-round paired log ratios with a bootstrap over processes and rounds; for two separate
-runs, from calls resampled within each batch. Then (asv's rule: statistics *and* size):
+one paired effect per process and a t interval over the processes; for separate runs, runs
+as the replicate when repeated, else calls within batches (and the row says that interval
+leaves out run-to-run variation). Then (asv's rule: statistics *and* size):
 
-* **slower / faster** — the 95 % interval excludes 1, the p-value adjusted over the whole
-  sweep (Holm, or Benjamini-Hochberg) is below ``alpha``, and the ratio is beyond
-  ``min_effect``;
-* **equivalent** — the 90 % interval lies inside ``±margin`` (two one-sided tests at 5 %,
-  adjusted the same way): "not significantly different" is not "the same";
-* **negligible** — a significant change smaller than ``min_effect``;
-* **inconclusive** — none of these; the row says the smallest change it could have seen.
+* **slower / faster** — the p-value for "no change", adjusted over the *family* (every case
+  of this candidate against the baseline; Holm by default, or Benjamini-Hochberg), is below
+  ``alpha`` — so the 95 % interval excludes 1 — and the estimate is beyond ``min_effect``;
+* **equivalent** — the 90 % interval lies inside ``±margin`` (two one-sided tests at
+  ``alpha``): "not significantly different" is not "the same". Equivalence is a claim per
+  case at ``alpha``; "equivalent in every case" is an intersection-union test, which needs
+  no adjustment (Berger 1982), so equivalence p-values are not adjusted;
+* **negligible** — a significant change whose whole 95 % interval lies inside
+  ``±min_effect``;
+* **inconclusive** — none of these; the row says why (a change of unsettled size, or the
+  tightest margin equivalence could have been shown within).
 
-``margin ≤ min_effect`` is enforced, so no ratio can be both "equivalent" and "slower".
+``margin ≤ min_effect`` is enforced, so no ratio can be both "equivalent" and "slower". Each
+row states its power under this rule: the smallest slowdown it would call "slower" with 90 %
+probability (:meth:`harness.hierarchy.Estimate.detectable`).
 """
 
 from __future__ import annotations
 
+import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 from ..env import COMPARABLE_KEYS
 from ..errors import HarnessError
-from ..hierarchy import Estimate, hierarchical_paired, round_log_ratios, stratified_ratio
+from ..hierarchy import (
+    CALL_DTYPE,
+    Estimate,
+    calls_table,
+    process_effects,
+    process_paired,
+    replicate_ratio,
+    stratified_ratio,
+    suite_estimate,
+)
 from ..record_types import CaseInfo
 from ..results import Record
-from ..stats import adjust
+from ..stats import adjust, by_batch
+from .alone import AloneCheck, alone_check
 
 __all__ = [
     "VERDICTS",
@@ -38,8 +58,11 @@ __all__ = [
     "compare_records",
     "estimate_pair",
     "hardware_class",
+    "interleaved_calls",
     "merge_records",
+    "paired_estimate",
     "record_env",
+    "verdict_of",
 ]
 
 VERDICTS = ("faster", "slower", "equivalent", "negligible", "inconclusive", "invalid")
@@ -70,28 +93,21 @@ class CompareSettings:
 
 @dataclass
 class PairResult:
+    """One case of one candidate against the baseline: the estimate and the verdict on it."""
+
     key: str
     baseline: str
     candidate: str
     verdict: str
-    ratio: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    ci90_low: float | None = None
-    ci90_high: float | None = None
-    #: Smallest change this measurement would detect (90 % power, α = 0.05), relative.
-    mde: float | None = None
-    #: Tightest ±margin within which the 90 % interval lies (what equivalence could show).
-    shown_margin: float | None = None
-    #: What was resampled: paired rounds over processes, or calls within batches.
-    level: str = ""
-    se_log: float | None = None
-    var_between: float | None = None
-    var_within: float | None = None
-    p_diff: float | None = None
-    p_equiv: float | None = None
+    estimate: Estimate | None = None
+    #: The p-value for "no change", adjusted over the family (the candidate's cases).
     p_diff_adj: float | None = None
-    p_equiv_adj: float | None = None
+    #: TOST p-value for equivalence within ±margin (a per-case claim, not adjusted: see
+    #: the module docstring).
+    p_equiv: float | None = None
+    #: Smallest slowdown called "slower" with 90 % power under the decision rule, at this
+    #: case's noise and the family's Bonferroni level (Holm's worst case).
+    mde: float | None = None
     p50_baseline: float | None = None
     p50_candidate: float | None = None
     n_baseline: int = 0
@@ -99,11 +115,62 @@ class PairResult:
     throughput_ratio: float | None = None
     memory_baseline: int | None = None
     memory_candidate: int | None = None
+    #: Interleaved against solo p50, per arm (interleaved comparisons only).
+    alone: list[AloneCheck] = field(default_factory=list)
     case: CaseInfo = field(default_factory=lambda: CaseInfo())
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def ratio(self) -> float | None:
+        return self.estimate.ratio if self.estimate else None
+
+    @property
+    def ci_low(self) -> float | None:
+        return self.estimate.ci_low if self.estimate else None
+
+    @property
+    def ci_high(self) -> float | None:
+        return self.estimate.ci_high if self.estimate else None
+
+    @property
+    def ci90_low(self) -> float | None:
+        return self.estimate.ci90_low if self.estimate else None
+
+    @property
+    def ci90_high(self) -> float | None:
+        return self.estimate.ci90_high if self.estimate else None
+
+    @property
+    def se_log(self) -> float | None:
+        return self.estimate.se_log if self.estimate else None
+
+    @property
+    def shown_margin(self) -> float | None:
+        return self.estimate.shown_margin if self.estimate else None
+
+    @property
+    def level(self) -> str:
+        return self.estimate.level if self.estimate else ""
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("estimate", "alone")
+        }
+        out["estimate"] = self.estimate.to_dict() if self.estimate else None
+        out["alone"] = [a.to_dict() for a in self.alone]
+        for name in (
+            "ratio",
+            "ci_low",
+            "ci_high",
+            "ci90_low",
+            "ci90_high",
+            "shown_margin",
+            "level",
+        ):
+            out[name] = getattr(self, name)
+        return out
 
 
 @dataclass
@@ -116,20 +183,17 @@ class Comparison:
 
     def suite(self) -> Estimate | None:
         """The geometric mean of the measured cases' ratios, with its 95 % interval."""
-        from ..hierarchy import suite_estimate
+        return suite_estimate([r.estimate for r in self.results if r.estimate is not None])
 
-        cases = [
-            Estimate(r.ratio, 0, 0, 0, 0, 1, r.se_log, 0, 0, "", 0, 0)
-            for r in self.results
-            if r.ratio is not None and r.se_log is not None
-        ]
-        return suite_estimate(cases)
-
-    def counts(self) -> dict[str, int]:
+    def counts(self, backend: str | None = None) -> dict[str, int]:
         out = dict.fromkeys(VERDICTS, 0)
         for r in self.results:
-            out[r.verdict] += 1
+            if backend is None or r.case.get("backend") == backend:
+                out[r.verdict] += 1
         return out
+
+    def backends(self) -> list[str]:
+        return list(dict.fromkeys(str(r.case.get("backend")) for r in self.results))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +201,7 @@ class Comparison:
             "candidate": self.candidate,
             "settings": asdict(self.settings),
             "counts": self.counts(),
+            "counts_by_backend": {b: self.counts(b) for b in self.backends()},
             "suite": suite.to_dict() if (suite := self.suite()) else None,
             "warnings": self.warnings,
             "results": [r.to_dict() for r in self.results],
@@ -213,51 +278,108 @@ def _pair_notes(a: Record, b: Record) -> list[str]:
     return notes
 
 
-def _verdict(r: PairResult, s: CompareSettings) -> str:
-    assert r.ratio is not None and r.p_diff_adj is not None and r.p_equiv_adj is not None
-    assert r.ci_low is not None and r.ci_high is not None
-    assert r.ci90_low is not None and r.ci90_high is not None
-    significant = r.p_diff_adj < s.alpha and (r.ci_low > 1 or r.ci_high < 1)
-    if significant and r.ci_low > 1 and r.ratio >= 1 + s.min_effect:
-        return "slower"
-    if significant and r.ci_high < 1 and r.ratio <= 1 / (1 + s.min_effect):
-        return "faster"
-    inside = 1 / (1 + s.margin) < r.ci90_low and r.ci90_high < 1 + s.margin
-    if inside and r.p_equiv_adj < s.alpha:
-        return "equivalent"
+def verdict_of(est: Estimate, p_adj: float, s: CompareSettings) -> tuple[str, str | None]:
+    """The verdict on one estimate (``p_adj``: its p-value adjusted over the family), and
+    why it is inconclusive when it is."""
+    lr, bound = est.log_ratio, math.log1p(s.min_effect)
+    lo, hi = (math.log(x) for x in est.interval(0.95))
+    significant = p_adj < s.alpha
+    if significant and lr >= bound and lo > 0:
+        return "slower", None
+    if significant and lr <= -bound and hi < 0:
+        return "faster", None
+    if est.p_equiv(s.margin) < s.alpha:
+        return "equivalent", None
+    if significant and -bound < lo and hi < bound:
+        return "negligible", None
     if significant:
-        return "negligible"
-    return "inconclusive"
+        return "inconclusive", (
+            f"changed ({100 * math.expm1(lr):+.1f} %), but the interval reaches past "
+            f"±{100 * s.min_effect:g} % on one side and not the other: its size is not settled"
+        )
+    return "inconclusive", (
+        f"no change shown; equivalence could be shown within ±{100 * est.shown_margin:.1f} %, "
+        f"not ±{100 * s.margin:g} %"
+    )
 
 
 def _n_batches(rec: Record) -> int:
     return int(rec.workload.get("n_batches", 1) or 1)
 
 
-def estimate_pair(
-    a_runs: list[Record], b_runs: list[Record], *, statistic: str = "p50"
-) -> Estimate:
-    """The effect of B against A for one case. ``a_runs`` / ``b_runs`` are that case's
-    records, one per process: interleaved ones (same processes on both sides) are analysed
-    as paired rounds, anything else as calls stratified by batch."""
-    procs_a = {r.workload.get("interleaved", {}).get("process"): r for r in a_runs}
-    procs_b = {r.workload.get("interleaved", {}).get("process"): r for r in b_runs}
-    paired = (
-        statistic == "p50"
-        and None not in procs_a
-        and set(procs_a) == set(procs_b)
-        and all(r.workload.get("interleaved", {}).get("block") for r in a_runs)
-    )
-    if paired:
-        per_process = []
-        for p in sorted(p for p in procs_a if p is not None):
-            ra, rb = procs_a[p], procs_b[p]
-            block = int(ra.workload["interleaved"]["block"])
-            per_process.append(round_log_ratios(ra.samples, rb.samples, block, _n_batches(ra)))
-        if all(len(x) >= 2 for x in per_process):
-            return hierarchical_paired(per_process)
+def _process(rec: Record) -> int | None:
+    p = rec.workload.get("interleaved", {}).get("process")
+    return None if p is None else int(p)
+
+
+def interleaved_calls(records: list[Record]) -> np.ndarray:
+    """The timed calls of interleaved records (one per process) as analysis rows."""
+    tables = [
+        calls_table(
+            r.samples,
+            process=int(r.workload["interleaved"]["process"]),
+            block=int(r.workload["interleaved"]["block"]),
+            n_batches=_n_batches(r),
+        )
+        for r in records
+    ]
+    return np.concatenate(tables) if tables else np.empty(0, CALL_DTYPE)
+
+
+def _per_run(rec: Record) -> float:
+    """One number per run: the geometric mean of per-batch medians."""
+    strata = by_batch(rec.samples, _n_batches(rec))
+    return float(np.exp(np.mean([np.log(np.median(s)) for s in strata])))
+
+
+def paired_estimate(a: np.ndarray, b: np.ndarray) -> Estimate:
+    """Interleaved timed calls of two arms (:data:`harness.hierarchy.CALL_DTYPE` rows) → the
+    per-process paired estimate."""
+    return process_paired(process_effects(a, b))
+
+
+def estimate_pair(a_runs: list[Record], b_runs: list[Record]) -> tuple[Estimate | None, list[str]]:
+    """The effect of B against A for one case, from that case's *measured* records (one per
+    process, or one per run), and notes on what was left out or why there is none.
+
+    * interleaved: the processes both arms completed, paired per round
+      (:func:`harness.hierarchy.process_paired`); fewer than two shared → none;
+    * separate runs, each side repeated (or one side): runs are the replicate
+      (:func:`harness.hierarchy.replicate_ratio`);
+    * one run each: calls within batches (:func:`harness.hierarchy.stratified_ratio`),
+      which covers call noise only — the note says so."""
+    notes: list[str] = []
+    procs_a = {_process(r): r for r in a_runs}
+    procs_b = {_process(r): r for r in b_runs}
+    if None not in procs_a and None not in procs_b:
+        shared = sorted(p for p in procs_a.keys() & procs_b.keys() if p is not None)
+        for side, procs in (("baseline", procs_a), ("candidate", procs_b)):
+            missing = sorted(
+                p for p in (procs_a.keys() | procs_b.keys()) - procs.keys() if p is not None
+            )
+            if missing:
+                notes.append(
+                    f"process(es) {', '.join(map(str, missing))} did not measure the {side}: "
+                    "left out of the pairs"
+                )
+        if len(shared) < 2:
+            notes.append(
+                f"{len(shared)} process(es) measured both arms; the paired analysis needs two "
+                "or more (its replicate is the process: --processes)"
+            )
+            return None, notes
+        return paired_estimate(
+            interleaved_calls([procs_a[p] for p in shared]),
+            interleaved_calls([procs_b[p] for p in shared]),
+        ), notes
+    if len(a_runs) + len(b_runs) >= 3:
+        return replicate_ratio([_per_run(r) for r in a_runs], [_per_run(r) for r in b_runs]), notes
     a, b = merge_records(a_runs)[0], merge_records(b_runs)[0]
-    return stratified_ratio(a.samples, b.samples, _n_batches(a), statistic=statistic)
+    notes.append(
+        "one run a side: calls are the replicate, so the interval leaves out run-to-run "
+        "variation (repeat the runs, --repeat, for an interval over runs)"
+    )
+    return stratified_ratio(a.samples, b.samples, _n_batches(a)), notes
 
 
 def compare_records(
@@ -268,39 +390,44 @@ def compare_records(
     by: str = "key",
 ) -> list[PairResult]:
     """Pair by ``key`` (same case, different checkpoints) or ``case_id`` (same checkpoint,
-    two runs), compare latency samples, and adjust p-values over all pairs together."""
+    two runs), compare latency samples, and adjust the p-values for a difference over the
+    family: every case of this candidate."""
     s = settings or CompareSettings()
     runs_a: dict[str, list[Record]] = {}
     runs_b: dict[str, list[Record]] = {}
     for side, records in ((runs_a, baseline), (runs_b, candidate)):
         for rec in records:
             side.setdefault(getattr(rec, by), []).append(rec)
-    side_a = {getattr(r, by): r for r in merge_records(baseline)}
-    side_b = {getattr(r, by): r for r in merge_records(candidate)}
     results: list[PairResult] = []
-    for key in [k for k in side_a if k in side_b]:
-        a, b = side_a[key], side_b[key]
+    for key in [k for k in runs_a if k in runs_b]:
+        ok_a = [r for r in runs_a[key] if r.status == "ok" and len(r.samples) >= 2]
+        ok_b = [r for r in runs_b[key] if r.status == "ok" and len(r.samples) >= 2]
+        first_a, first_b = (ok_a or runs_a[key])[0], (ok_b or runs_b[key])[0]
         res = PairResult(
             key=key,
-            baseline=a.model,
-            candidate=b.model,
+            baseline=first_a.model,
+            candidate=first_b.model,
             verdict="invalid",
-            case=a.case,
-            notes=_pair_notes(a, b),
+            case=first_a.case,
+            notes=_pair_notes(first_a, first_b),
         )
-        if a.status != "ok" or b.status != "ok" or len(a.samples) < 2 or len(b.samples) < 2:
-            res.notes.append(f"not measured: baseline {a.status}, candidate {b.status}")
-            results.append(res)
+        results.append(res)
+        if not ok_a or not ok_b:
+            res.notes.append(
+                f"not measured: baseline {first_a.status}, candidate {first_b.status}"
+                + (
+                    f" ({first_b.message or first_a.message})"
+                    if first_b.message or first_a.message
+                    else ""
+                )
+            )
             continue
-        ok_a = [r for r in runs_a[key] if r.status == "ok"]
-        ok_b = [r for r in runs_b[key] if r.status == "ok"]
-        est = estimate_pair(ok_a, ok_b)
-        res.ratio, res.ci_low, res.ci_high = est.ratio, est.ci_low, est.ci_high
-        res.ci90_low, res.ci90_high = est.ci90_low, est.ci90_high
-        res.mde, res.shown_margin, res.level = est.mde, est.shown_margin, est.level
-        res.se_log = est.se_log
-        res.var_between, res.var_within = est.var_between, est.var_within
-        res.p_diff, res.p_equiv = est.p_diff, est.p_equiv(s.margin)
+        est, notes = estimate_pair(ok_a, ok_b)
+        res.notes += notes
+        res.estimate = est
+        if est is None:
+            res.verdict = "inconclusive"
+        a, b = merge_records(ok_a)[0], merge_records(ok_b)[0]
         res.p50_baseline = statistics.median(a.samples)
         res.p50_candidate = statistics.median(b.samples)
         res.n_baseline, res.n_candidate = len(a.samples), len(b.samples)
@@ -308,12 +435,17 @@ def compare_records(
         res.throughput_ratio = tb / ta if ta and tb else None
         res.memory_baseline = a.memory.get("peak_rss_delta_bytes")
         res.memory_candidate = b.memory.get("peak_rss_delta_bytes")
-        results.append(res)
-    measured = [r for r in results if r.ratio is not None]
-    for name in ("p_diff", "p_equiv"):
-        adjusted = adjust([getattr(r, name) for r in measured], s.correction)
-        for r, p in zip(measured, adjusted, strict=True):
-            setattr(r, f"{name}_adj", p)
-    for r in measured:
-        r.verdict = _verdict(r, s)
+        res.alone = [
+            c for arm, recs in ((a.model, ok_a), (b.model, ok_b)) if (c := alone_check(arm, recs))
+        ]
+    measured = [r for r in results if r.estimate is not None]
+    adjusted = adjust([r.estimate.p_diff for r in measured if r.estimate], s.correction)
+    for r, p in zip(measured, adjusted, strict=True):
+        assert r.estimate is not None
+        r.p_diff_adj = p
+        r.p_equiv = r.estimate.p_equiv(s.margin)
+        r.mde = r.estimate.detectable(s.alpha / len(measured), s.min_effect)
+        r.verdict, why = verdict_of(r.estimate, p, s)
+        if why:
+            r.notes.append(why)
     return results

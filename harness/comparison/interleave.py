@@ -3,14 +3,32 @@
 Machine drift — thermal state, a neighbour process, frequency scaling — changes timings over
 minutes. Measured one after the other, two identical checkpoints can differ by more than an
 intermediate task ever would. So all arms are prepared side by side in one process and timed
-in rounds: each round visits the arms in a fresh random order and takes a block of samples
+in rounds: each round visits the arms in a fresh random order and takes a block of calls
 from each (asv's ``--interleave-rounds``, applied within a process). Drift then lands on every
-arm alike, and the ratio of medians measures the checkpoints, not the clock.
+arm alike, and the per-round ratio measures the checkpoints, not the clock.
+
+Interleaving must not change what it measures. Two things did:
+
+* **Idle arms that still run.** ONNX Runtime's thread pools spin after each run by default;
+  the spinning threads of the arms waiting their turn took cores from the arm being timed
+  (a 4-arm interleaving ran 1.9x its p50 alone). The ORT backends stop spinning when a run
+  returns (:mod:`harness.backends.onnxruntime`, ``spinning``); the torch arms of a process
+  share one OpenMP pool, so a waiting torch arm has no threads of its own.
+* **Leftovers of the previous arm.** After a switch the caches hold the other arm's weights:
+  on a 2-vCPU Xeon VM an XLM-R-shaped model of 12 layers × 256 took about four calls to get
+  back to its own speed (b1 × 32: +34 %, +29 %, +20 %, +7 % over its alone p50). So every
+  block starts with warm-up calls that are kept apart from the timed ones: at least one, and
+  at least ``warmup_s`` of the arm's own work.
+
+Blocks are sized in time too (``block_s``), so cheap calls give more samples per switch.
+Arms are prepared and first warmed in an order rotated across processes, so no arm is always
+first. After the rounds, each arm runs once more on its own (``solo``): a longer warm-up, then
+a block; :mod:`harness.comparison.alone` checks that interleaved and solo p50 agree.
 """
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,27 +37,39 @@ import numpy as np
 from ..memory import PeakRSS
 from ..results import Record
 from ..runner import (
+    CaseInputs,
     Event,
     PreparedGroup,
     RunOptions,
     build_record,
     case_inputs,
+    default_timer,
     error_record,
     prepare_group,
 )
 from ..store import RunStore
 from ..sweep import Case
-from ..timing import PerfCounterTimer, Samples
+from ..timing import Samples, Timer
+from .spec import InterleaveSpec
 
-__all__ = ["InterleaveSpec", "run_interleaved"]
+__all__ = ["InterleaveSpec", "block_sizes", "rotation", "run_interleaved"]
+
+#: No block or warm-up grows past this many calls, however cheap the calls.
+MAX_CALLS_PER_BLOCK = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class InterleaveSpec:
-    min_rounds: int = 5
-    max_rounds: int = 30
-    block: int = 3
-    seed: int = 0
+def block_sizes(spec: InterleaveSpec, call_s: float, n_batches: int) -> tuple[int, int]:
+    """(timed calls, warm-up calls) per block for calls of ``call_s`` seconds."""
+    call_s = max(call_s, 1e-6)
+    n = max(spec.block, n_batches, math.ceil(spec.block_s / call_s))
+    n = min(MAX_CALLS_PER_BLOCK, n_batches * math.ceil(n / n_batches))
+    warm = min(MAX_CALLS_PER_BLOCK, max(1, math.ceil(spec.warmup_s / call_s)))
+    return n, warm
+
+
+def rotation(n: int, shift: int) -> list[int]:
+    """``0..n-1`` rotated by ``shift``: over n processes, every arm comes first once."""
+    return [(shift + i) % n for i in range(n)]
 
 
 def run_interleaved(
@@ -49,41 +79,70 @@ def run_interleaved(
     spec: InterleaveSpec,
     emit: Callable[[Event], None],
     process: int = 0,
+    group_index: int = 0,
 ) -> None:
     """``arms[i][j]`` is case *j* for arm *i*; every arm has the same keys in the same order.
-
-    Stops a case after ``max_rounds``, or after ``min_rounds`` once the arms together have
-    used ``n_arms × measure.max_time_s`` of timed calls.
-    """
-    rng = np.random.default_rng(spec.seed + 1000 * process)
-    # Arms are prepared in a random order per process too: what a process allocated first
-    # (and where in memory) must not favour one arm in every process.
+    ``group_index`` tells apart the backend groups one process runs (it seeds their orders)."""
+    rng = np.random.default_rng([spec.seed, process, group_index])
     prepared: dict[int, PreparedGroup] = {}
-    for i in rng.permutation(len(arms)):
-        emit(("start", arms[int(i)][0].case_id))
-        prepared[int(i)] = prepare_group(arms[int(i)][0], opts)
-    groups = [prepared[i] for i in range(len(arms))]
     try:
+        for i in rotation(len(arms), process):
+            emit(("start", arms[i][0].case_id))
+            prepared[i] = prepare_group(arms[i][0], opts)
+        groups = [prepared[i] for i in range(len(arms))]
         for j in range(len(arms[0])):
             cases = [a[j] for a in arms]
-            bad = [(c, g) for c, g in zip(cases, groups, strict=True) if not g.parity["ok"]]
-            if bad:
-                for c in cases:
+            if not all(g.parity["ok"] for g in groups):
+                for c, g in zip(cases, groups, strict=True):
                     rec = error_record(
-                        c,
-                        "invalid",
-                        "an arm's outputs differ from eager; not timed",
-                        parity=groups[cases.index(c)].parity,
-                    )
+                        c, "invalid", "an arm's outputs differ from eager; not timed",
+                        parity=g.parity,
+                    )  # fmt: skip
                     store.append(rec)
                     emit(("done", rec))
                 continue
-            for rec in _interleave_case(cases, groups, opts, spec, rng, process):
+            records = _interleave_case(cases, groups, opts, spec, rng, process, process + j)
+            for i, rec in enumerate(records):
+                rec.workload["interleaved"]["prepared_position"] = rotation(
+                    len(arms), process
+                ).index(i)
                 store.append(rec)
                 emit(("done", rec))
     finally:
-        for g in groups:
+        for g in prepared.values():
             g.backend.close()
+
+
+@dataclass
+class _Arm:
+    """One arm's state while a case is interleaved."""
+
+    case: Case
+    group: PreparedGroup
+    inputs: CaseInputs
+    timer: Timer
+    first: float = 0.0
+    warmup: list[float] | None = None
+    memory: PeakRSS | None = None
+
+    def __post_init__(self) -> None:
+        self.values: list[float] = []
+        self.block_warmup: list[float] = []
+        self.positions: list[int] = []
+        self.solo: list[float] = []
+
+    def call(self, k: int) -> float:
+        calls = self.inputs.calls
+        return self.timer.time(calls[k % len(calls)])
+
+    def block(self, n_warm: int, n: int, out: list[float]) -> None:
+        """Warm-up calls (kept apart) on the batches about to run, then ``n`` timed calls;
+        call *k* of ``out`` runs batch ``k % n_batches``."""
+        self.group.backend.sync()  # a GPU arm finishes before the next one starts
+        for w in range(n_warm):
+            self.block_warmup.append(self.call(len(out) + w))
+        for _ in range(n):
+            out.append(self.call(len(out)))
 
 
 def _interleave_case(
@@ -93,49 +152,48 @@ def _interleave_case(
     spec: InterleaveSpec,
     rng: np.random.Generator,
     process: int,
+    shift: int,
 ) -> list[Record]:
-    inputs = [case_inputs(c, g, opts) for c, g in zip(cases, groups, strict=True)]
-    timers = [opts.timer or PerfCounterTimer(sync=g.backend.sync) for g in groups]
-    memories, firsts, warmups = [], [], []
-    for inp, timer, case in zip(inputs, timers, cases, strict=True):
-        memory = PeakRSS()
-        memory.start()
-        firsts.append(timer.time(inp.calls[0]))
-        n_warm = max(case.measure.warmup_iters, len(inp.calls))
-        warmups.append([timer.time(inp.calls[i % len(inp.calls)]) for i in range(n_warm)])
-        memory.freeze()
-        memories.append(memory)
-    n_arms = len(cases)
-    values: list[list[float]] = [[] for _ in cases]
-    block = max(spec.block, len(inputs[0].calls))
-    budget = n_arms * cases[0].measure.max_time_s
-    spent = 0.0
-    rounds = 0
-    start = time.perf_counter()
-    while rounds < spec.max_rounds and (rounds < spec.min_rounds or spent < budget):
-        for i in rng.permutation(n_arms):
-            calls = inputs[i].calls
-            for _ in range(block):
-                value = timers[i].time(calls[len(values[i]) % len(calls)])
-                values[i].append(value)
-                spent += value
-        rounds += 1
-    wall = time.perf_counter() - start
-    records = []
-    for i, case in enumerate(cases):
-        samples = Samples(
-            warmup=warmups[i],
-            values=values[i],
-            stop_reason=("max_rounds" if rounds >= spec.max_rounds else "time_budget"),
-            wall_s=wall,
-        )
-        rec = build_record(case, groups[i], inputs[i], samples, firsts[i], memories[i])
+    arms = []
+    for c, g in zip(cases, groups, strict=True):
+        inputs = case_inputs(c, g, opts)
+        arms.append(_Arm(c, g, inputs, opts.timer or default_timer(c, g.backend)))
+    n_batches = len(arms[0].inputs.calls)
+    first_warmed = rotation(len(arms), shift)
+    for i in first_warmed:
+        arm = arms[i]
+        arm.memory = PeakRSS()
+        arm.memory.start()
+        arm.first = arm.timer.time(arm.inputs.calls[0])
+        n_warm = max(arm.case.measure.warmup_iters, n_batches)
+        arm.warmup = [arm.call(k) for k in range(n_warm)]
+        arm.memory.freeze()
+    # Sized on the slowest arm's steady calls, the same for every arm (pairs stay pairs).
+    call_s = max(float(np.median((a.warmup or [a.first])[-n_batches:])) for a in arms)
+    block, n_warm = block_sizes(spec, call_s, n_batches)
+    for _ in range(spec.rounds):
+        for pos, i in enumerate(rng.permutation(len(arms))):
+            arms[int(i)].block(n_warm, block, arms[int(i)].values)
+            arms[int(i)].positions.append(pos)
+    if spec.solo:
+        for i in rotation(len(arms), shift + 1):
+            arms[i].block(2 * n_warm, block, arms[i].solo)
+    records: list[Record] = []
+    for arm in arms:
+        samples = Samples(warmup=arm.warmup or [], values=arm.values, stop_reason="rounds")
+        assert arm.memory is not None
+        rec = build_record(arm.case, arm.group, arm.inputs, samples, arm.first, arm.memory)
         rec.workload["interleaved"] = {
-            "rounds": rounds,
+            "rounds": spec.rounds,
             "block": block,
-            "arms": n_arms,
+            "block_warmup": n_warm,
+            "arms": len(arms),
             "seed": spec.seed,
             "process": process,
+            "positions": arm.positions,
+            "warmup_position": first_warmed.index(len(records)),
+            "block_warmup_s": arm.block_warmup,
+            "solo": arm.solo,
         }
         records.append(rec)
     return records

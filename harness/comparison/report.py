@@ -9,10 +9,11 @@ from typing import Any
 
 from ..render.html import markdown_to_html
 from ..render.markdown import md_table
-from ..render.verdicts import plot_ratios, summary_sentence, verdict_rows
+from ..render.verdicts import count_rows, plot_ratios, summary_sentence, verdict_rows
 from ..report import checkpoint_rows, environment_lines
 from ..results import Run
 from ..store import write_atomic
+from .alone import TOLERANCE
 from .arms import AA_SUFFIX, comparisons_of
 from .decide import CompareSettings, Comparison
 from .noise import noise_floor
@@ -61,6 +62,48 @@ def _noise_lines(aa: Comparison | None) -> list[str]:
     ]
 
 
+def _alone_lines(comparisons: list[Comparison]) -> list[str]:
+    """Each arm's interleaved p50 against it alone, per case (the baseline once)."""
+    seen: set[tuple[str, str]] = set()
+    lines = []
+    for cmp in comparisons:
+        for r in sorted(cmp.results, key=lambda r: r.key):
+            for check in r.alone:
+                if (check.arm, r.key) in seen:
+                    continue
+                seen.add((check.arm, r.key))
+                lines.append(f"- {r.key}: {check.sentence()}")
+    if not lines:
+        return []
+    moved = [line for line in lines if "moved" in line]
+    head = (
+        f"**{len(moved)} of {len(lines)} arm × case p50s moved** when interleaved (beyond "
+        f"±{100 * TOLERANCE:g} %): their latencies are not what the checkpoint costs alone."
+        if moved
+        else f"Every arm's interleaved p50 is within noise of the same arm run alone "
+        f"({len(lines)} arm × case checks; ±{100 * TOLERANCE:g} %)."
+    )
+    return ["## Interleaved against alone", "", head, "", *lines, ""]
+
+
+def _method_line(run: Run, settings: CompareSettings) -> str:
+    cfg = run.meta.config
+    inter: dict[str, Any] = cfg.get("interleave", {})
+    return (
+        f"- Method: {cfg.get('processes', 1)} fresh process(es), each preparing the arms in a "
+        f"rotated order and running {inter.get('rounds')} rounds per case in a random arm "
+        f"order (seed {inter.get('seed')}); a block per arm per round of at least "
+        f"{inter.get('block')} timed calls and {inter.get('block_s')} s, after "
+        f"{inter.get('warmup_s')} s (≥ 1 call) of untimed warm-up. Effect: per process the "
+        "trimmed mean of per-round paired log ratios of block medians (per batch for real "
+        "text), then a t interval over processes. slower/faster: adjusted p < α and beyond "
+        f"the minimum effect ({100 * settings.min_effect:g} %); equivalent: 90 % interval "
+        f"within ±{100 * settings.margin:g} %; negligible: a change whose 95 % interval lies "
+        f"within ±{100 * settings.min_effect:g} %. Family for the {settings.correction} "
+        f"adjustment: each candidate's cases; α = {settings.alpha:g}."
+    )
+
+
 def write_compare_report(run: Run, settings: CompareSettings | None = None) -> Path:
     """Write ``comparison.json``, ``report.md`` and ``report.html`` into the run directory."""
     cfg = run.meta.config
@@ -69,26 +112,20 @@ def write_compare_report(run: Run, settings: CompareSettings | None = None) -> P
     aa = next((c for c in comparisons if c.candidate.endswith(AA_SUFFIX)), None)
     others = [c for c in comparisons if c is not aa]
     noise = noise_floor(aa) if aa is not None else None
-    inter: dict[str, Any] = cfg.get("interleave", {})
-    lines = [
-        f"# Comparison `{run.meta.run_id}`",
-        "",
-        *[summary_sentence(c, noise) for c in others],
+    lines = [f"# Comparison `{run.meta.run_id}`", ""]
+    for c in others:  # each candidate's answer its own paragraph
+        lines += [summary_sentence(c, noise), ""]
+    lines += [
+        md_table(count_rows(comparisons)),
         "",
         *environment_lines(run.meta.env),
-        f"- Method: arms interleaved in random order per round (block {inter.get('block')}, "
-        f"{inter.get('min_rounds')}–{inter.get('max_rounds')} rounds, seed {inter.get('seed')}), "
-        f"{cfg.get('processes', 1)} process(es), arms prepared in random order; effect: mean "
-        "of per-round paired log ratios (per batch for real text), 95 % interval from a "
-        "bootstrap over processes, then rounds; slower/faster: interval excludes 1, adjusted "
-        f"p < α and beyond the minimum effect ({100 * settings.min_effect:g} %); equivalent: "
-        f"90 % interval within ±{100 * settings.margin:g} %; {settings.correction} correction, "
-        f"α = {settings.alpha:g}.",
+        _method_line(run, settings),
         "",
         "## Checkpoints",
         "",
         md_table(checkpoint_rows(run.latest())),
         *_noise_lines(aa),
+        *_alone_lines(comparisons),
     ]
     for cmp in others:
         lines += [comparison_markdown(cmp, run.path, noise=noise), ""]

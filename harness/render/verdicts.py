@@ -10,10 +10,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-from ..comparison.decide import Comparison, PairResult
+from ..comparison.decide import VERDICTS, Comparison, PairResult
 from .rows import fmt_bytes, fmt_ms
 
-__all__ = ["plot_ratios", "summary_sentence", "verdict_rows"]
+__all__ = ["count_rows", "plot_ratios", "summary_sentence", "verdict_rows"]
 
 _COLORS = {
     "faster": "#1a7f37",
@@ -35,7 +35,17 @@ def _case_label(r: PairResult) -> str:
     return label
 
 
+def _alone_text(r: PairResult) -> str:
+    """✓ when every arm's interleaved p50 is within noise of it alone, else the ratios."""
+    if not r.alone:
+        return "–"
+    if all(a.within_noise for a in r.alone):
+        return "✓ " + "/".join(f"{a.ratio:.2f}" for a in r.alone)
+    return "✗ " + "/".join(f"{a.ratio:.2f}" for a in r.alone)
+
+
 def verdict_rows(cmp: Comparison) -> list[dict[str, str]]:
+    """One row per case, the verdict next to the case (the answer first, then its evidence)."""
     rows = []
     for r in sorted(cmp.results, key=lambda r: _case_label(r)):
         mem = (
@@ -46,24 +56,41 @@ def verdict_rows(cmp: Comparison) -> list[dict[str, str]]:
         rows.append(
             {
                 "case": _case_label(r),
-                "baseline p50 ms": fmt_ms(r.p50_baseline),
-                "candidate p50 ms": fmt_ms(r.p50_candidate),
+                "verdict": r.verdict,
                 "ratio": f"{r.ratio:.3f}" if r.ratio else "–",
                 "95% CI": f"[{r.ci_low:.3f}, {r.ci_high:.3f}]" if r.ci_low else "–",
-                "90% CI": f"[{r.ci90_low:.3f}, {r.ci90_high:.3f}]" if r.ci90_low else "–",
-                "p diff (adj)": f"{r.p_diff_adj:.2g}" if r.p_diff_adj is not None else "–",
-                "p equiv (adj)": f"{r.p_equiv_adj:.2g}" if r.p_equiv_adj is not None else "–",
+                "p (adj)": f"{r.p_diff_adj:.2g}" if r.p_diff_adj is not None else "–",
                 "detects ≥": f"{100 * r.mde:.1f}%" if r.mde is not None else "–",
                 # Only meaningful where no change was shown: what equivalence could be claimed.
                 "equiv. within": f"±{100 * r.shown_margin:.1f}%"
                 if r.shown_margin is not None and r.verdict not in ("slower", "faster")
                 else "–",
-                "n": f"{r.n_baseline}/{r.n_candidate}",
+                "p50 ms": f"{fmt_ms(r.p50_baseline)} → {fmt_ms(r.p50_candidate)}",
+                "≈ alone": _alone_text(r),
                 "Δ peak RSS": mem,
-                "verdict": r.verdict,
                 "notes": "; ".join(r.notes),
             }
         )
+    return rows
+
+
+def count_rows(comparisons: list[Comparison]) -> list[dict[str, str]]:
+    """Per candidate and backend: how many cases got each verdict, and how many cases had
+    every arm's interleaved p50 within noise of it run alone."""
+    rows = []
+    for cmp in comparisons:
+        for backend in cmp.backends():
+            counts = cmp.counts(backend)
+            results = [r for r in cmp.results if r.case.get("backend") == backend]
+            checked = [r for r in results if r.alone]
+            row = {"candidate": cmp.candidate, "backend": backend}
+            row |= {v: str(counts[v]) for v in VERDICTS}
+            row["≈ alone"] = (
+                f"{sum(all(a.within_noise for a in r.alone) for r in checked)} of {len(checked)}"
+                if checked
+                else "–"
+            )
+            rows.append(row)
     return rows
 
 
@@ -82,16 +109,17 @@ def summary_sentence(cmp: Comparison, noise: dict[str, float] | None = None) -> 
         f"median latency ratio {mid:.3f} (range {lo:.3f}–{hi:.3f}); "
         f"{counts['equivalent']} equivalent within ±{100 * s.margin:g} %, "
         f"{counts['slower']} slower, {counts['faster']} faster, "
-        f"{counts['negligible']} negligible (significant but under ±{100 * s.min_effect:g} %), "
-        f"{counts['inconclusive']} inconclusive ({s.correction} over the sweep, α = {s.alpha:g})."
+        f"{counts['negligible']} negligible (significant, wholly within ±{100 * s.min_effect:g} %), "
+        f"{counts['inconclusive']} inconclusive ({s.correction} over this candidate's cases, "
+        f"α = {s.alpha:g})."
     )
     suite = cmp.suite()
     if suite is not None:
         mdes = [r.mde for r in measured if r.mde is not None]
         head += (
             f" Suite: geometric-mean ratio {suite.ratio:.3f} (95 % CI {suite.ci_low:.3f}–"
-            f"{suite.ci_high:.3f}); per case this measurement could detect changes of "
-            f"{100 * median(mdes):.1f} % (median; 90 % power)."
+            f"{suite.ci_high:.3f}); per case it would call a slowdown of "
+            f'{100 * median(mdes):.1f} % "slower" with 90 % power (median over cases).'
             if mdes
             else ""
         )
