@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .cache import seal_entry, usable
 from .checkpoint_files import check_checkpoint_dir
 from .config import ArchSpec, ModelSpec, arch_from_config
 from .errors import HarnessError
@@ -29,7 +30,14 @@ from .onnx_export_dir import OnnxExport
 from .record_types import CheckpointInfo
 from .weights import WeightStats, weight_stats
 
-__all__ = ["Checkpoint", "build_random_init", "load_checkpoint", "xlmr_config"]
+__all__ = [
+    "Checkpoint",
+    "build_random_init",
+    "hub_problem",
+    "load_checkpoint",
+    "preflight",
+    "xlmr_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +114,7 @@ def xlmr_config(spec: ModelSpec) -> Any:
 def build_random_init(spec: ModelSpec, cache_dir: Path) -> Path:
     """Build (once) and cache a random-init checkpoint; return its directory."""
     target = cache_dir / "models" / spec.fingerprint()
-    if (target / "config.json").is_file():
+    if usable(target, [target / "config.json"], f"checkpoint {spec.name}"):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(spec.seed)
@@ -116,6 +124,7 @@ def build_random_init(spec: ModelSpec, cache_dir: Path) -> Path:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         (tmp / "harness_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+        seal_entry(tmp)
         try:
             os.rename(tmp, target)
         except OSError:  # another process won the race; its copy is identical
@@ -302,17 +311,65 @@ def preflight(
     if spec.source.startswith((".", "/", "~")):
         raise HarnessError(f"{spec.source}: no such checkpoint directory")
     try:
-        from huggingface_hub import model_info, try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - transformers depends on it
         return
     cached = try_to_load_from_cache(spec.source, "config.json", revision=spec.revision)
     if isinstance(cached, str):
         return
-    try:
-        model_info(spec.source, revision=spec.revision, timeout=10)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    problem = hub_problem(spec.source, spec.revision)
+    if problem is not None:
         raise HarnessError(
-            f"{spec.name}: cannot fetch {spec.source!r} from the Hugging Face hub and it is not "
-            f"cached ({reason}); use a local checkpoint directory or a random-init spec"
-        ) from None
+            f"{spec.name}: {spec.source!r} is not cached and {problem}; use a local "
+            "checkpoint directory or a random-init spec"
+        )
+
+
+#: Seconds in all that asking the hub about a checkpoint may take before giving up.
+HUB_DEADLINE_S = 5.0
+
+
+def hub_problem(
+    repo: str, revision: str | None = None, deadline_s: float = HUB_DEADLINE_S
+) -> str | None:
+    """Why ``repo`` cannot be fetched from the Hugging Face hub (None: it can), decided within
+    ``deadline_s`` in all: offline, not found, gated, or no answer in time. The query runs in
+    a daemon thread, so no retrying client can hold a command for minutes."""
+    import threading
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return "the hub is switched off (HF_HUB_OFFLINE)"
+    answer: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            from huggingface_hub import model_info
+
+            model_info(repo, revision=revision, timeout=deadline_s)
+            answer.append(None)
+        except Exception as exc:  # classified below; any failure means "cannot fetch"
+            answer.append(_hub_reason(exc))
+
+    thread = threading.Thread(target=ask, daemon=True, name="hub-preflight")
+    thread.start()
+    thread.join(deadline_s)
+    if not answer:
+        return f"the hub did not answer within {deadline_s:g} s (offline?)"
+    return answer[0]
+
+
+def _hub_reason(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if "Gated" in name:
+        return "it is gated on the hub (accept its terms and log in: `hf auth login`)"
+    if "RepositoryNotFound" in name or "RevisionNotFound" in name or "EntryNotFound" in name:
+        return "the hub has no such repository or revision"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403):
+        return "the hub refused access (private or gated: log in with `hf auth login`)"
+    if status == 404:
+        return "the hub has no such repository or revision"
+    if "Offline" in name or "Connect" in name or "Timeout" in name or "resolve" in str(exc):
+        return "the hub cannot be reached (offline?)"
+    text = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else name
+    return f"the hub could not be asked ({text})"

@@ -3,19 +3,30 @@ subcommand; the library never imports either).
 
 Exit codes: 0 ok · 1 a performance regression was found (``check``) · 2 usage, configuration
 or input error (one line on stderr, no traceback) · 3 some cases ended error/invalid · 4 a bug
-in the harness · 130 interrupted.
+in the harness · 130 interrupted · 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 
 from .commands.common import package_version
-from .errors import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, HarnessError
+from .errors import (
+    EXIT_ERROR,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    HarnessError,
+    Terminated,
+    raise_terminated,
+)
+from .notices import show_user_warnings
 from .quiet import quiet_libraries
 
 __all__ = ["main"]
@@ -42,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
+    show_user_warnings()
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         args = build_parser().parse_args(argv)
         logging.basicConfig(
@@ -53,12 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(
-            "interrupted: finished cases are recorded; continue with --resume RUN_DIR",
+            f"{what}: finished cases are recorded; continue with --resume RUN_DIR",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     except Exception:

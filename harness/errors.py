@@ -14,7 +14,9 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_REGRESSION",
+    "EXIT_TERMINATED",
     "HarnessError",
+    "Terminated",
 ]
 
 #: Exit codes, as the README's table lists them.
@@ -27,11 +29,23 @@ EXIT_ERROR = 2
 EXIT_CASES_FAILED = 3
 #: A bug in the harness itself (the traceback is printed).
 EXIT_INTERNAL = 4
-#: Interrupted (SIGINT/SIGTERM); finished cases are kept, ``--resume`` continues.
+#: Interrupted (SIGINT); finished cases are kept, ``--resume`` continues.
 EXIT_INTERRUPTED = 130
+#: Terminated (SIGTERM, e.g. a cancelled CI job): like an interrupt, 128 + 15.
+EXIT_TERMINATED = 143
 
 
 class HarnessError(Exception):
     """A problem with the user's input, configuration or environment (exit code 2)."""
 
     exit_code: int = EXIT_ERROR
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so it unwinds as an interrupt does: workers
+    reaped, finished cases kept (exit code :data:`EXIT_TERMINATED`)."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler: :class:`Terminated` in the main thread."""
+    raise Terminated(f"signal {signum}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .env import collect_env
-from .errors import HarnessError
+from .errors import HarnessError, raise_terminated
 from .record_types import CaseInfo
 from .results import Record, RunMeta, load_run, timestamp
 from .runner import Event, RunOptions, error_record, run_group
@@ -72,17 +72,43 @@ class WorkerOutcome:
 
 def _worker(job: Job, path: str, opts: RunOptions, q: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (a job's whole process group gets it)
     _exit_with_parent()
+    if opts.worker_memory_bytes:
+        import resource
+
+        limit = int(opts.worker_memory_bytes)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from .notices import show_user_warnings
     from .quiet import quiet_libraries
 
     quiet_libraries()
+    show_user_warnings()
 
     def emit(event: Event) -> None:
         kind, payload = event
         q.put((kind, payload.to_dict() if isinstance(payload, Record) else payload))
 
-    job(RunStore(Path(path)), opts, emit)
+    try:
+        job(_OrphanSafeStore(Path(path)), opts, emit)
+    except HarnessError as exc:  # the user's problem (a full disk): one line, in the parent
+        q.put(("fatal", str(exc)))
+        return
     q.put(("end", None))
+
+
+class _OrphanSafeStore(RunStore):
+    """A worker's store: nothing is appended once the parent is gone (a resumed run may be
+    measuring the same case already; the record would be a duplicate)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._parent = os.getppid()
+
+    def append(self, record: Record) -> None:
+        if os.getppid() != self._parent:
+            os._exit(3)
+        super().append(record)
 
 
 def run_in_worker(
@@ -117,11 +143,19 @@ def _group_job(
 
 
 def _run_isolated(
-    group: list[Case], store: RunStore, opts: RunOptions, emit: Callable[[Event], None]
+    group: list[Case],
+    store: RunStore,
+    opts: RunOptions,
+    emit: Callable[[Event], None],
+    job_of: Callable[[list[CaseInfo]], Job] | None = None,
 ) -> None:
+    """One group in fresh workers until every case has a record: a worker that dies (or that
+    the watchdog ends) is blamed on the case it was on, and a new one takes the rest.
+    ``job_of`` makes the worker's job from the pending cases (the group runner)."""
     pending = list(group)
+    make = job_of or (lambda cases: functools.partial(_group_job, cases))
     while pending:
-        job = functools.partial(_group_job, [c.to_dict() for c in pending])
+        job = make([c.to_dict() for c in pending])
         outcome = run_in_worker(job, store, opts, emit)
         remaining = [c for c in pending if c.case_id not in outcome.done]
         if not remaining:
@@ -177,17 +211,30 @@ def _follow(
     """Relay a worker's events until it ends, dies or overruns the group timeout."""
     done: set[str] = set()
     current: str | None = None
-    started = time.monotonic()
+    started = last = time.monotonic()
     while True:
         try:
             kind, payload = q.get(timeout=0.2)
         except queue.Empty:
             if not proc.is_alive():
                 return done, current, f"worker died (exit code {proc.exitcode})"
-            if opts.group_timeout_s and time.monotonic() - started > opts.group_timeout_s:
+            now = time.monotonic()
+            if opts.group_timeout_s and now - started > opts.group_timeout_s:
                 proc.kill()
                 return done, current, f"timed out after {opts.group_timeout_s:g} s"
+            # (counted from the worker's first event: starting Python and torch is no call)
+            if opts.case_timeout_s and current is not None and now - last > opts.case_timeout_s:
+                proc.kill()
+                return (
+                    done,
+                    current,
+                    (
+                        f"timed out: no progress for {opts.case_timeout_s:g} s, the watchdog "
+                        "ended the worker (a call that never returned?)"
+                    ),
+                )
             continue
+        last = time.monotonic()
         if kind == "start":
             current = payload
             emit(("start", payload))
@@ -197,6 +244,9 @@ def _follow(
             emit(("done", rec))
         elif kind == "end":
             return done, current, ""
+        elif kind == "fatal":
+            proc.join(timeout=30)
+            raise HarnessError(str(payload))
 
 
 def _exit_with_parent() -> None:
@@ -210,10 +260,6 @@ def _exit_with_parent() -> None:
                 os._exit(3)
 
     threading.Thread(target=watch, daemon=True).start()
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def run_sweep(
@@ -273,7 +319,7 @@ def run_sweep(
     if resume is not None and sweep.repeats > 1:
         raise HarnessError("--resume does not support repeated sweeps (repeats > 1)")
     lock = _lock_run(store.path)
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous_term = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         for repeat in range(sweep.repeats):
             rep_opts = dataclasses.replace(opts, repeat=repeat)

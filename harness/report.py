@@ -15,7 +15,25 @@ from .render.rows import fmt_bytes, fmt_ms, parity_cell, result_rows, sort_recor
 from .results import Record, Run
 from .store import write_atomic
 
-__all__ = ["checkpoint_rows", "environment_lines", "write_run_report", "write_serve_report"]
+__all__ = [
+    "checkpoint_rows",
+    "damage_lines",
+    "environment_lines",
+    "write_run_report",
+    "write_serve_report",
+]
+
+
+def damage_lines(run: Run) -> list[str]:
+    """A warning paragraph when lines of the run's records could not be read."""
+    if not run.skipped_lines:
+        return []
+    return [
+        f"> ⚠ {run.skipped_lines} line(s) of `records.jsonl` are not records and were "
+        "skipped (a torn write?): their cases are missing here. `harness run --resume` moves "
+        "a torn last line aside and measures those cases again.",
+        "",
+    ]
 
 
 def environment_lines(env: dict[str, Any]) -> list[str]:
@@ -108,6 +126,7 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
         f"{n_ok} of {len(records)} cases measured ok · created {run.meta.created} · "
         f"schema v{run.meta.schema_version}",
         "",
+        *damage_lines(run),
         *environment_lines(env),
         *_tokenizer_lines(records),
         "",

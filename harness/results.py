@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -48,7 +49,16 @@ from .record_types import (
     Workload,
 )
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "Record", "Run", "RunMeta", "load_run", "timestamp"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "DamagedRecordsWarning",
+    "Record",
+    "Run",
+    "RunMeta",
+    "load_run",
+    "timestamp",
+]
 
 SCHEMA_VERSION = 5
 STATUSES = ("ok", "invalid", "error", "skipped")
@@ -172,8 +182,15 @@ def _migrate(data: dict[str, Any], where: Path) -> dict[str, Any]:
     return data
 
 
+class DamagedRecordsWarning(UserWarning):
+    """A run's ``records.jsonl`` held lines that are not records (a torn write, an edit):
+    they were skipped. The CLI prints it as one line on stderr; reports show it."""
+
+
 def load_run(path: Path) -> Run:
-    """Load a run directory. A torn last line (a kill mid-write) is skipped and counted."""
+    """Load a run directory. Lines that do not parse as records (a kill mid-write) are
+    skipped, counted in ``Run.skipped_lines`` and reported as a
+    :class:`DamagedRecordsWarning` naming the file."""
     meta_file = path / "run.json"
     if not meta_file.is_file():
         raise HarnessError(f"{path}: not a run directory (no run.json)")
@@ -195,4 +212,12 @@ def load_run(path: Path) -> Run:
                 records.append(Record.from_dict(json.loads(line)))
             except (json.JSONDecodeError, TypeError, ValueError):
                 skipped += 1
+    if skipped:
+        warnings.warn(
+            DamagedRecordsWarning(
+                f"{rec_file}: {skipped} line(s) are not records and were skipped (a torn "
+                "write?); `harness run --resume` moves a torn last line aside"
+            ),
+            stacklevel=2,
+        )
     return Run(meta=meta, records=records, path=path, skipped_lines=skipped)

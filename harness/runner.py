@@ -77,6 +77,12 @@ class RunOptions:
     timer: Timer | None = None
     isolate: bool = False
     group_timeout_s: float | None = None
+    #: The watchdog: an isolated worker that reports nothing for this long (a call that
+    #: never returns) is killed and its case recorded as an error; the sweep goes on.
+    case_timeout_s: float | None = 1800.0
+    #: A ceiling on an isolated worker's address space (bytes; None: none), so a case that
+    #: exhausts it fails "out of memory" in its worker instead of swapping the machine.
+    worker_memory_bytes: int | None = None
     repeat: int = 0
 
 
@@ -458,7 +464,10 @@ def run_group(
                         oom_at = size
                     trace = traceback.format_exc()
                     log.debug("case %s failed:\n%s", case.case_id, trace)
-                    rec = error_record(case, "error", _one_line(exc), traceback=trace)
+                    message = _one_line(exc)
+                    if _is_oom(exc) and not message.startswith("out of memory"):
+                        message = f"out of memory: {message}"
+                    rec = error_record(case, "error", message, traceback=trace)
             if after is not None or held:
                 held.append((rec, after))
             else:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cache import seal_entry, usable
 from .corpus import available_languages, read_pairs
 from .errors import HarnessError
 from .record_types import TokenizerInfo
@@ -92,7 +93,7 @@ def train_surrogate(
     name = f"surrogate-unigram-{vocab_size}-{key}"
     folder = cache_dir / "tokenizers"
     model = folder / f"{name}.model"
-    if not model.is_file():
+    if not usable(model, [model], "surrogate tokenizer"):
         folder.mkdir(parents=True, exist_ok=True)
         # Sentences from an iterator and the model to memory: no file paths end up inside the
         # model proto, so the same text always gives byte-identical models (and hashes).
@@ -117,6 +118,7 @@ def train_surrogate(
         with os.fdopen(fd, "wb") as fh:
             fh.write(buffer.getvalue())
         os.replace(tmp, model)
+        seal_entry(model)
     return load_surrogate(model, name)
 
 

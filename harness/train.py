@@ -157,8 +157,11 @@ def train_intermediate(
     allow_pickle: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune ``baseline`` on ``spec.task``; save a loadable checkpoint directory at ``out``."""
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HarnessError(f"{out}: output directory exists and is not empty")
+    from .checkpoints import preflight
+
+    preflight(baseline, allow_pickle=allow_pickle)  # one line, before minutes of loading
     torch.manual_seed(spec.seed)
     base = load_checkpoint(baseline, cache_dir, allow_pickle=allow_pickle)
     head = TASKS[spec.task]

@@ -55,3 +55,38 @@ class SwitchingClock:
         cost = self.base(backend) * (self.penalty[k] if k < len(self.penalty) else 1.0)
         self.t += cost
         return cost
+
+
+def hanging_group_job(hang_on: str, cases: list[dict[str, object]]) -> object:
+    """A worker job (see ``harness.launcher``) that records every case ok but never returns
+    from the one whose id contains ``hang_on``: a backend call that hangs."""
+    import functools
+
+    return functools.partial(_hanging_group, hang_on, cases)
+
+
+def _hanging_group(hang_on: str, cases: list[dict[str, object]], store, opts, emit) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from harness.results import Record
+
+    for case in cases:
+        case_id = str(case["case_id"]) if "case_id" in case else _case_id(case)
+        emit(("start", case_id))
+        if hang_on in case_id:
+            time.sleep(3600)
+        rec = Record(case_id=case_id, case=case, status="ok", samples=[0.01, 0.01])  # type: ignore[arg-type]
+        store.append(rec)
+        emit(("done", rec))
+
+
+def _case_id(case: dict[str, object]) -> str:
+    from harness.sweep import Case
+
+    return Case.from_dict(case).case_id  # type: ignore[arg-type]
+
+
+def greedy_job(store, opts, emit) -> None:  # type: ignore[no-untyped-def]
+    """A worker job that asks for 4 GiB at once (a case that exhausts memory)."""
+    emit(("start", "m/greedy"))
+    bytearray(4 * 2**30)

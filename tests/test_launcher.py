@@ -4,6 +4,7 @@ two sweeps on one run directory."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -178,7 +179,8 @@ def test_killed_sweep_loses_nothing_and_resumes(sig: int, tmp_path: Path, cache_
     _, err = proc.communicate(timeout=60)
     (run_dir,) = out.iterdir()
     if sig != signal.SIGKILL:
-        assert proc.returncode == 130 and "--resume" in err and "Traceback" not in err
+        expected = 143 if sig == signal.SIGTERM else 130
+        assert proc.returncode == expected and "--resume" in err and "Traceback" not in err
     before = load_run(run_dir)
     assert before.skipped_lines <= 1  # at worst one torn line, never a corrupt file
     done_before = {r.case_id for r in before.records}
@@ -293,3 +295,161 @@ def test_what_a_killed_worker_wrote_counts_as_finished(tmp_path: Path) -> None:
         fh.write('{"case_id": "m/b"}\n{"case_id": "m/c", "sam')  # the last line is torn
     assert _written_since(f, offset) == {"m/b"}
     assert _written_since(tmp_path / "missing.jsonl", 0) == set()
+
+
+def _cases(n: int) -> list[object]:
+    sweep = SweepSpec(
+        models=("xlmr-tiny",), backends=("eager",), batch_sizes=tuple(range(1, n + 1)),
+        seq_lens=(8,), threads=1,
+    )  # fmt: skip
+    return list(expand(sweep))
+
+
+def test_the_watchdog_ends_a_call_that_never_returns(tmp_path: Path) -> None:
+    """A case whose call never returns: the watchdog ends its worker after the case timeout,
+    the case is recorded as an error naming the limit, and the group's other cases run."""
+    import functools
+
+    from harness.launcher import _run_isolated
+    from harness.results import RunMeta
+    from harness.store import RunStore
+
+    from .fakes import hanging_group_job
+
+    store = RunStore.create(
+        tmp_path, RunMeta(run_id="w", created="", kind="sweep", env={}, config={})
+    )
+    cases = _cases(3)
+    hang = cases[1].case_id  # type: ignore[attr-defined]
+    opts = RunOptions(cache_dir=tmp_path, case_timeout_s=2.0)
+    start = time.monotonic()
+    _run_isolated(cases, store, opts, lambda e: None, functools.partial(hanging_group_job, hang))  # type: ignore[arg-type]
+    assert time.monotonic() - start < 60
+    by_id = {r.case_id: r for r in load_run(store.path).records}
+    assert set(by_id) == {c.case_id for c in cases}  # type: ignore[attr-defined]
+    assert by_id[hang].status == "error"
+    assert "no progress for 2 s, the watchdog ended the worker" in by_id[hang].message
+    assert all(r.status == "ok" for k, r in by_id.items() if k != hang), [
+        (r.case_id, r.status, r.message) for r in by_id.values()
+    ]
+
+
+def test_a_worker_beyond_its_memory_ceiling_fails_out_of_memory(tmp_path: Path) -> None:
+    from harness.launcher import run_in_worker
+    from harness.results import RunMeta
+    from harness.store import RunStore
+
+    from .fakes import greedy_job
+
+    store = RunStore.create(
+        tmp_path, RunMeta(run_id="m", created="", kind="sweep", env={}, config={})
+    )
+    outcome = run_in_worker(
+        greedy_job, store, RunOptions(cache_dir=tmp_path, worker_memory_bytes=2**30), lambda e: None
+    )
+    assert outcome.current == "m/greedy" and outcome.exitcode not in (0, None)
+
+
+def test_a_case_that_runs_out_of_memory_says_so(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.backends.eager import EagerBackend
+
+    calls = {"n": 0}
+    original = EagerBackend.run
+
+    def greedy_run(self: EagerBackend, bound: object) -> object:
+        calls["n"] += 1
+        if calls["n"] > 1:  # the parity probe passes, the case's calls do not
+            raise MemoryError()
+        return original(self, bound)
+
+    sweep = SweepSpec(
+        models=("xlmr-tiny",), backends=("eager",), batch_sizes=(1,), seq_lens=(8,),
+        isolate=False,
+    )  # fmt: skip
+    monkeypatch.setattr(EagerBackend, "run", greedy_run)
+    (rec,) = load_run(run_sweep(sweep, tmp_path, RunOptions(cache_dir=cache_dir))).records
+    assert rec.status == "error" and rec.message.startswith("out of memory")
+
+
+def _children_alive(pid: int) -> list[psutil.Process]:
+    try:
+        return [c for c in psutil.Process(pid).children(recursive=True) if c.is_running()]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.slow
+def test_sigterm_reaps_the_workers_and_exits_143(tmp_path: Path, cache_dir: Path) -> None:
+    """A cancelled CI job: SIGTERM to the driver of an isolated sweep ends it like Ctrl-C —
+    exit 143, no worker left behind, finished cases kept, the run resumable."""
+    out = tmp_path / "out"
+    args = [
+        sys.executable, "-m", "harness", "run", "-m", "xlmr-tiny", "-b", "eager",
+        "--batch-sizes", "1,2,4,8", "--seq-lens", "8,16", "--threads", "1", "--max-time",
+        "0.5", "--target-ci", "1e-9", "--out", str(out), "--cache-dir", str(cache_dir), "-q",
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        files = list(out.glob("*/records.jsonl")) if out.exists() else []
+        if files and len(files[0].read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    workers = _children_alive(proc.pid)
+    assert workers, "the sweep runs its group in a worker"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+    (run_dir,) = out.iterdir()
+    assert main([*args[3:-1], "--resume", str(run_dir)]) == 0
+    after = load_run(run_dir)
+    assert {r.case_id for r in after.latest()} == set(after.meta.planned)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """The driver of an isolated sweep SIGKILLed at random moments, 20 times, each time
+    resumed: in the end every planned case once, no line unparsable."""
+    import random
+
+    rng = random.Random(4)
+    out = tmp_path / "out"
+    base = [
+        sys.executable, "-m", "harness", "run", "-m", "xlmr-tiny", "-b", "eager",
+        "--batch-sizes", "1,2,4,8", "--seq-lens", "8,16,32", "--threads", "1",
+        "--max-time", "0.3", "--target-ci", "1e-9", "--cache-dir", str(cache_dir), "-q",
+    ]  # fmt: skip
+    first = subprocess.Popen([*base, "--out", str(out)], cwd=tmp_path, stderr=subprocess.DEVNULL)
+    while not list(out.glob("*/run.json")) and first.poll() is None:
+        time.sleep(0.02)
+    first.kill()
+    first.wait()
+    (run_dir,) = out.iterdir()
+    kills = 1
+    while kills < 20:
+        proc = subprocess.Popen(
+            [*base, "--resume", str(run_dir)], cwd=tmp_path, stderr=subprocess.DEVNULL
+        )
+        try:
+            proc.wait(timeout=rng.uniform(1.0, 6.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            kills += 1
+            psutil.wait_procs(_children_alive(proc.pid), timeout=5)
+            time.sleep(0.6)  # an orphaned worker notices within 0.5 s and stops
+            continue
+        if proc.returncode == 0:
+            break
+    assert main([*base[3:], "--resume", str(run_dir)]) == 0
+    lines = (run_dir / "records.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line parses
+    ids = [r["case_id"] for r in records if r["status"] == "ok"]
+    planned = load_run(run_dir).meta.planned
+    assert sorted(ids) == sorted(planned)  # none lost, none twice

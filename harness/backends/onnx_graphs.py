@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..cache import seal_entry, usable
 from ..env import cpu_isa
 from ..errors import HarnessError
 from ..onnx_export_dir import OnnxExport, inspect_export
@@ -277,10 +278,11 @@ def _build_once(
     """``folder/model.onnx``, built into a staged folder by ``build`` unless cached; the facts
     say which."""
     plain = folder / "model.onnx"
-    if plain.is_file():
+    if usable(folder, [plain], "ONNX export"):
         return plain, facts | {"exported": False}
     with staged(folder) as staging:
         build(staging)
+        seal_entry(staging)
     return plain, facts | {"exported": True}
 
 
@@ -346,11 +348,12 @@ def _offline(facts_file: Path, target: Path, args: list[str]) -> dict[str, Any]:
 
     from .ort_offline import run_offline
 
-    if not (target.is_file() and facts_file.is_file()):
+    if not usable(target, [target, facts_file], "ONNX rewrite"):
         tmp = target.with_name(target.stem + ".tmp.onnx")
         argv = [a if a != str(target) else str(tmp) for a in args]
         facts = run_offline(argv)
         os.replace(tmp, target)
         facts_file.write_text(json.dumps(facts))
+        seal_entry(target)
     data: dict[str, Any] = json.loads(facts_file.read_text())
     return data

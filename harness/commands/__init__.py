@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import check, compare, export, fetch, history, languages, report, run, serve, train
+from . import cache, check, compare, export, fetch, history, languages, report, run, serve, train
 
 MODULES: tuple[ModuleType, ...] = (
     run,
@@ -17,4 +17,5 @@ MODULES: tuple[ModuleType, ...] = (
     history,
     export,
     fetch,
+    cache,
 )

@@ -17,27 +17,36 @@ __all__ = ["DEFAULT_SUITE", "register"]
 DEFAULT_SUITE = Path("bench/ci/suite.toml")
 
 
-def _run_suite(args: argparse.Namespace, out: Path) -> Path:
-    from ..corpus import check_languages, resolve_corpus
-    from ..launcher import run_sweep
-    from ..runner import RunOptions
-    from ..sweep import expand, load_sweep
+def _planned_suite(args: argparse.Namespace, models: tuple[str, ...] | None = None) -> Any:
+    """The suite (with ``models`` in place of its own), checked: every checkpoint, the
+    corpus and its languages, before anything is measured or written."""
+    from ..plan import plan_sweep
+    from ..sweep import load_sweep
 
     sweep = load_sweep(args.suite)
     if args.repeat is not None:
         sweep = sweep.replace(repeats=args.repeat)
-    corpus = None
-    if sweep.languages:
-        corpus = resolve_corpus(args.corpus)
-        sweep = sweep.replace(languages=tuple(check_languages(corpus, sweep.languages)))
-    cases = expand(sweep)
+    if models is not None:
+        sweep = sweep.replace(models=models, repeats=1)
+    if args.corpus:
+        sweep = sweep.replace(corpus=str(args.corpus))
+    return plan_sweep(sweep, skip_missing_text=False)
+
+
+def _run_suite(args: argparse.Namespace, out: Path) -> Path:
+    from ..launcher import run_sweep
+    from ..runner import RunOptions
+
+    planned = _planned_suite(args)
     opts = RunOptions(
-        cache_dir=args.cache_dir or default_cache(), corpus=corpus, isolate=sweep.isolate
+        cache_dir=args.cache_dir or default_cache(),
+        corpus=planned.corpus,
+        isolate=planned.sweep.isolate,
     )
     console = make_console(args.quiet)
-    progress, emit = progress_bar(console, len(cases) * sweep.repeats)
+    progress, emit = progress_bar(console, len(planned.cases) * planned.sweep.repeats)
     with progress:
-        return run_sweep(sweep, out, opts, emit=emit, cases=cases)
+        return run_sweep(planned.sweep, out, opts, emit=emit, cases=planned.cases)
 
 
 def _thresholds(args: argparse.Namespace) -> dict[str, float]:
@@ -230,22 +239,20 @@ def cmd_check_interleaved(args: argparse.Namespace) -> int:
     machinery with the gate's threshold as the minimum effect). Exit 1 on any "slower"."""
     from ..comparison.arms import comparisons_of, run_comparison
     from ..comparison.decide import CompareSettings
-    from ..corpus import check_languages, resolve_corpus
     from ..render.console import rich_table
     from ..render.verdicts import summary_sentence, verdict_rows
     from ..results import load_run
     from ..runner import RunOptions
     from ..sweep import load_sweep
 
-    sweep = load_sweep(args.suite)
-    base_model = args.baseline_model or sweep.models[0]
+    base_model = args.baseline_model or load_sweep(args.suite).models[0]
     aa = args.candidate == base_model  # an A/A gate: the baseline against a second copy
     models = (base_model,) if aa else (base_model, args.candidate)
-    sweep = sweep.replace(models=models, repeats=1)
-    corpus = None
-    if sweep.languages:
-        corpus = resolve_corpus(args.corpus)
-        sweep = sweep.replace(languages=tuple(check_languages(corpus, sweep.languages)))
+    spec = interleave_spec(args)  # flags first, then every checkpoint and the corpus
+    if args.processes < 1:
+        raise HarnessError("--processes must be >= 1")
+    planned = _planned_suite(args, models)
+    sweep, corpus = planned.sweep, planned.corpus
     threshold = args.threshold if args.threshold is not None else 0.05
     settings = CompareSettings(margin=min(0.02, threshold), min_effect=threshold, alpha=args.alpha)
     opts = RunOptions(cache_dir=args.cache_dir or default_cache(), corpus=corpus)
@@ -255,7 +262,7 @@ def cmd_check_interleaved(args: argparse.Namespace) -> int:
         args.out,
         opts,
         settings=settings,
-        interleave=interleave_spec(args),
+        interleave=spec,
         processes=args.processes,
         aa=aa,
     )

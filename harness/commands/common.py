@@ -15,9 +15,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..cache import default_cache_dir
+from ..errors import HarnessError
 
 __all__ = [
     "DEFAULT_OUT",
+    "add_limit_args",
+    "byte_size",
     "default_cache",
     "ints",
     "make_console",
@@ -47,12 +50,52 @@ def run_options(args: argparse.Namespace, corpus: Path | None, **extra: Any) -> 
     """The :class:`~harness.runner.RunOptions` every measuring command builds from its flags."""
     from ..runner import RunOptions
 
+    limits: dict[str, Any] = {}
+    if getattr(args, "case_timeout", None) is not None:
+        if args.case_timeout <= 0:
+            raise HarnessError("--case-timeout must be > 0 seconds")
+        limits["case_timeout_s"] = args.case_timeout
+    if getattr(args, "worker_memory", None) is not None:
+        limits["worker_memory_bytes"] = args.worker_memory
     return RunOptions(
         cache_dir=args.cache_dir or default_cache(),
         corpus=corpus,
         allow_pickle=getattr(args, "allow_pickle", False),
         allow_custom_code=getattr(args, "ignore_custom_code", False),
+        **limits,
         **extra,
+    )
+
+
+def byte_size(text: str) -> int:
+    """``8G``, ``512M``, ``1.5GiB`` or a number of bytes."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1] if t and t[-1] in units else ""
+    try:
+        value = float(t[:-1] if unit else t) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 8G or 512M, got {text!r}"
+        ) from None
+    if value < 2**26:
+        raise argparse.ArgumentTypeError(f"{text}: a worker needs at least 64M")
+    return int(value)
+
+
+def add_limit_args(p: argparse.ArgumentParser) -> None:
+    """The watchdog and the worker memory ceiling (isolated workers: run, compare, check)."""
+    p.add_argument(
+        "--case-timeout",
+        type=float,
+        help="seconds without progress before the watchdog ends a worker and records its "
+        "case as an error (default 1800)",
+    )
+    p.add_argument(
+        "--worker-memory",
+        type=byte_size,
+        help="address-space ceiling of each worker, e.g. 8G: a case beyond it fails "
+        "'out of memory' and the others go on",
     )
 
 

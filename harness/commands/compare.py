@@ -9,7 +9,7 @@ from typing import Any
 
 from ..comparison.spec import InterleaveSpec
 from ..errors import EXIT_OK, HarnessError
-from .common import DEFAULT_OUT, make_console, progress_bar, run_options
+from .common import DEFAULT_OUT, add_limit_args, make_console, progress_bar, run_options
 from .run import add_sweep_args, prepare_sweep
 
 __all__ = [
@@ -198,6 +198,7 @@ def register(sub: Any) -> None:
     add_stat_args(p)
     p.add_argument("--aa", action="store_true", help="add an A/A control arm (baseline vs itself)")
     add_interleave_args(p)
+    add_limit_args(p)
     p.add_argument(
         "--allow-incomparable",
         action="store_true",

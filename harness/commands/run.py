@@ -6,13 +6,26 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EXIT_CASES_FAILED, EXIT_OK, HarnessError
-from ..sweep import Case, SweepSpec
-from .common import DEFAULT_OUT, ints, make_console, progress_bar, run_options, words
+from ..sweep import SweepSpec
 
-__all__ = ["add_sweep_args", "prepare_sweep", "register"]
+if TYPE_CHECKING:
+    from ..plan import PreparedSweep
+    from ..sweep import Case
+
+from .common import (
+    DEFAULT_OUT,
+    add_limit_args,
+    ints,
+    make_console,
+    progress_bar,
+    run_options,
+    words,
+)
+
+__all__ = ["add_sweep_args", "prepare_sweep", "register", "sweep_from_args"]
 
 
 def add_sweep_args(p: argparse.ArgumentParser) -> None:
@@ -100,17 +113,6 @@ def _backend_options(
     return out
 
 
-@dataclasses.dataclass
-class PreparedSweep:
-    """A validated, expanded sweep; nothing has touched the output yet."""
-
-    sweep: SweepSpec
-    cases: list[Case]
-    corpus: Path | None
-    #: Planned cases that cannot run here, with the reason (language cases without a corpus).
-    skipped: list[tuple[Case, str]]
-
-
 def _fetch_corpus(languages: tuple[str, ...]) -> Path | None:
     """Download the sweep's languages into the cache, with a progress bar; ``None`` offline."""
     from ..corpus import XTREME_CODES, corpus_cache_dir, fetch_tatoeba
@@ -128,19 +130,6 @@ def _fetch_corpus(languages: tuple[str, ...]) -> Path | None:
     return dest
 
 
-def _language_cases_without_corpus(sweep: SweepSpec) -> list[tuple[Case, str]]:
-    from ..corpus import HOW_TO_GET, XTREME_CODES
-    from ..sweep import expand
-
-    codes = tuple(
-        "+".join(XTREME_CODES.get(p.lower(), p.lower()) for p in code.split("+"))
-        for code in sweep.languages
-    )
-    only_text = sweep.replace(languages=codes, synthetic=False)
-    reason = f"no Tatoeba corpus here: {HOW_TO_GET}"
-    return [(case, reason) for case in expand(only_text)]
-
-
 def _resumed_sweep(run_dir: Path) -> SweepSpec:
     from ..results import load_run
 
@@ -152,11 +141,10 @@ def _resumed_sweep(run_dir: Path) -> SweepSpec:
     return SweepSpec.from_dict(dict(data), where=f"{run_dir}/run.json")
 
 
-def prepare_sweep(args: argparse.Namespace) -> PreparedSweep:
-    """Sweep from TOML + flags, validated and expanded; nothing touches the output yet."""
-    from ..checkpoints import preflight
-    from ..corpus import HOW_TO_GET, XTREME_LANGUAGES, check_languages, find_corpus, read_pairs
-    from ..sweep import expand, load_sweep
+def sweep_from_args(args: argparse.Namespace) -> SweepSpec:
+    """The sweep a command's flags describe: its TOML (or a resumed run's), then the flags."""
+    from ..corpus import XTREME_LANGUAGES
+    from ..sweep import load_sweep
 
     if args.sweep:
         sweep = load_sweep(args.sweep)
@@ -192,30 +180,21 @@ def prepare_sweep(args: argparse.Namespace) -> PreparedSweep:
     )
     if sweep.languages == ("xtreme",):  # in a sweep file as on the command line
         sweep = sweep.replace(languages=XTREME_LANGUAGES)
-    corpus = None
-    skipped: list[tuple[Case, str]] = []
-    if sweep.languages:
-        corpus = find_corpus(Path(sweep.corpus) if sweep.corpus else None)
-        if corpus is None and getattr(args, "fetch_corpus", False):
-            corpus = _fetch_corpus(sweep.languages)
-        if corpus is None:
-            if not sweep.synthetic:
-                raise HarnessError(f"no Tatoeba corpus found for the language cases: {HOW_TO_GET}")
-            skipped = _language_cases_without_corpus(sweep)
-            sweep = sweep.replace(languages=())
-        else:
-            languages = tuple(check_languages(corpus, sweep.languages))
-            for code in {part for lang in languages for part in lang.split("+")}:
-                read_pairs(corpus, code)  # present, parallel, UTF-8, not empty: or exit 2 now
-            sweep = sweep.replace(languages=languages, corpus=str(corpus.resolve()))
-    cases = expand(sweep)
-    for spec in {c.model.name: c.model for c in cases}.values():
-        preflight(
-            spec,
-            allow_pickle=args.allow_pickle,
-            allow_custom_code=getattr(args, "ignore_custom_code", False),
-        )
-    return PreparedSweep(sweep, cases, corpus, skipped)
+    return sweep
+
+
+def prepare_sweep(args: argparse.Namespace, *, skip_missing_text: bool = True) -> PreparedSweep:
+    """Sweep from TOML + flags, checked (:func:`harness.plan.plan_sweep`); nothing touches the
+    output yet."""
+    from ..plan import plan_sweep
+
+    return plan_sweep(
+        sweep_from_args(args),
+        allow_pickle=args.allow_pickle,
+        allow_custom_code=getattr(args, "ignore_custom_code", False),
+        skip_missing_text=skip_missing_text,
+        fetch_corpus=_fetch_corpus if getattr(args, "fetch_corpus", False) else None,
+    )
 
 
 def write_language_stats(run_dir: Path, cases: list[Case], corpus: Path, cache_dir: Path) -> None:
@@ -350,6 +329,7 @@ def register(sub: Any) -> None:
     iso.add_argument("--inline", action="store_true", help="everything in this process")
     p.add_argument("--resume", type=Path, help="continue this run directory")
     p.add_argument("--group-timeout", type=float, help="seconds before an isolated group is killed")
+    add_limit_args(p)
     p.add_argument(
         "--executor",
         default="local",

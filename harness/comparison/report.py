@@ -10,7 +10,7 @@ from typing import Any
 from ..render.html import markdown_to_html
 from ..render.markdown import md_table
 from ..render.verdicts import count_rows, plot_ratios, summary_sentence, verdict_rows
-from ..report import checkpoint_rows, environment_lines
+from ..report import checkpoint_rows, damage_lines, environment_lines
 from ..results import Run
 from ..store import write_atomic
 from .alone import TOLERANCE
@@ -112,7 +112,7 @@ def write_compare_report(run: Run, settings: CompareSettings | None = None) -> P
     aa = next((c for c in comparisons if c.candidate.endswith(AA_SUFFIX)), None)
     others = [c for c in comparisons if c is not aa]
     noise = noise_floor(aa) if aa is not None else None
-    lines = [f"# Comparison `{run.meta.run_id}`", ""]
+    lines = [f"# Comparison `{run.meta.run_id}`", "", *damage_lines(run)]
     for c in others:  # each candidate's answer its own paragraph
         lines += [summary_sentence(c, noise), ""]
     lines += [
