@@ -463,6 +463,9 @@ class ScenarioRun(TypedDict, total=False):
     error: str
     settings: dict[str, JsonScalar]
     mean_batch: float
+    #: Queries answered unserved because the queue was full (overload), its peak depth.
+    shed: int
+    max_queue_depth: int
     #: Set when an early-stopping-only failure was rerun with more queries.
     confirmed: bool
     rerun: bool
@@ -473,6 +476,7 @@ class BatchingInfo(TypedDict, total=False):
     max_delay_s: float
     policy: str
     edges: list[int]
+    max_queue: int
 
 
 class ServingEnergy(TypedDict, total=False):

@@ -29,7 +29,15 @@ def _suite(tmp_path: Path) -> Path:
     [
         ["compare", "-m", "xlmr-tiny", "-m", "no/such-model"],
         ["check", "--candidate", "no/such-model", "--suite", "SUITE"],
-        ["check", "--candidate", "xlmr-tiny", "--baseline-model", "no/such-model", "--suite", "SUITE"],
+        [
+            "check",
+            "--candidate",
+            "xlmr-tiny",
+            "--baseline-model",
+            "no/such-model",
+            "--suite",
+            "SUITE",
+        ],
         ["run", "-m", "no/such-model"],
         ["serve-bench", "-m", "no/such-model", "-b", "eager", "--languages", "deu"],
         ["train-intermediate", "-m", "no/such-model", "--out", "OUT/ckpt"],
@@ -42,7 +50,9 @@ def test_a_hub_id_that_cannot_be_fetched_is_refused_at_once(
     argv = [a.replace("SUITE", str(_suite(tmp_path))).replace("OUT", str(out)) for a in argv]
     if argv[0] != "train-intermediate":
         argv += ["--out", str(out)]
-    argv += ["--corpus", str(small_corpus)] if argv[0] in ("serve-bench", "train-intermediate") else []
+    argv += (
+        ["--corpus", str(small_corpus)] if argv[0] in ("serve-bench", "train-intermediate") else []
+    )
     start = time.monotonic()
     assert main(argv) == 2
     assert time.monotonic() - start < 20

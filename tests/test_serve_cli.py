@@ -223,3 +223,47 @@ def test_resume_finishes_a_serving_run_and_remeasures_nothing(
     capsys.readouterr()
     assert main([*resume, "-m", "xlmr-tiny"]) == 2
     assert "drop -m" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_kill_9_during_serve_bench_loses_and_duplicates_nothing(
+    tmp_path: Path, small_corpus: Path, cache_dir: Path
+) -> None:
+    """serve-bench SIGKILLed at random moments, 20 times, each time resumed: in the end every
+    planned serving case once, every line parsable."""
+    import random
+    import subprocess
+    import time
+
+    rng = random.Random(9)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "harness"]
+    first = subprocess.Popen(
+        [*cmd, *_serve(out, small_corpus, cache_dir, "--languages", "deu,heb,rus",
+                       "--policies", "longest,bucket")],
+        cwd=tmp_path, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    while not list(out.glob("*/run.json")) and first.poll() is None:
+        time.sleep(0.02)
+    first.kill()
+    first.wait()
+    (run_dir,) = out.iterdir()
+    resume = [*cmd, "serve-bench", "--resume", str(run_dir), "--corpus", str(small_corpus),
+              "--cache-dir", str(cache_dir), "-q"]  # fmt: skip
+    kills = 1
+    while kills < 20:
+        proc = subprocess.Popen(resume, cwd=tmp_path, stderr=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL)  # fmt: skip
+        try:
+            proc.wait(timeout=rng.uniform(1.0, 8.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            kills += 1
+            continue
+        if proc.returncode == 0:
+            break
+    assert main(resume[3:]) == 0
+    records = [json.loads(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
+    ids = [r["case_id"] for r in records if r["status"] == "ok"]
+    assert sorted(ids) == sorted(load_run(run_dir).meta.planned)

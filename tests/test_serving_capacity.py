@@ -77,3 +77,22 @@ def test_md1_capacity_inverts_the_cdf() -> None:
     assert md1_capacity(0.002, 0.001) == 0.0  # the bound is below one service time
     assert md1_latency_cdf(600.0, 0.002, 1.0) == 0.0  # unstable queue
     assert math.isclose(md1_latency_cdf(1e-9, 0.002, 0.002), 1.0, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize(("percentile", "bound"), [(0.9, 0.006), (0.99, 0.010)])
+def test_the_capacity_search_finds_the_md1_answer_on_a_simulated_clock(
+    percentile: float, bound: float
+) -> None:
+    """The search as serve-bench runs it, each probe a simulated M/D/1 queue (Poisson
+    arrivals, 2 ms service, one at a time) on a simulated clock: exact, fast, the same on a
+    busy machine. (Real LoadGen runs against the same formula are a benchmark,
+    ``bench/serving/md1.py``: on a loaded 2-core VM their verdict depends on the machine.)"""
+    service = 0.002
+
+    def probe(qps: float) -> bool:
+        latency = _simulated_latency(qps, service, 40_000, seed=int(qps))
+        return bool(np.quantile(latency, percentile) <= bound)
+
+    cap = find_capacity(probe, upper=1 / service, rel_tol=0.02, max_probes=12)
+    assert cap.stop == "converged"
+    assert cap.qps == pytest.approx(md1_capacity(service, bound, percentile), rel=0.04)

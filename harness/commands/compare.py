@@ -154,6 +154,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.processes < 1:
         raise HarnessError("--processes must be >= 1")
     args.isolate, args.inline = False, True
+    from ..api import check_output
+
+    check_output(args.out)
     prepared = prepare_sweep(args)
     if prepared.skipped:  # a comparison that silently drops its language cases would mislead
         raise HarnessError(prepared.skipped[0][1])

@@ -226,12 +226,14 @@ def write_language_stats(run_dir: Path, cases: list[Case], corpus: Path, cache_d
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..api import check_output
     from ..launcher import run_sweep
     from ..render.console import rich_table
     from ..render.rows import result_rows
     from ..report import write_run_report
     from ..results import load_run
 
+    check_output(args.out)
     prepared = prepare_sweep(args)
     sweep, cases, corpus = prepared.sweep, prepared.cases, prepared.corpus
     if prepared.skipped:

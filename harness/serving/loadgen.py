@@ -59,6 +59,8 @@ class Batching:
     max_delay_s: float = 0.005
     policy: str = "longest"
     edges: tuple[int, ...] = ()
+    #: Requests that may wait; beyond it they are shed (a bounded queue, bounded memory).
+    max_queue: int = 4096
 
     def batcher(self, delay: bool = True) -> DynamicBatcher:
         return DynamicBatcher(
@@ -105,6 +107,9 @@ class ScenarioResult:
     duration_s: float
     error: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Queries answered unserved because the queue was full (overload), and its peak depth.
+    shed: int = 0
+    max_queue_depth: int = 0
 
     @property
     def mean_batch(self) -> float:
@@ -167,11 +172,16 @@ def parse_result(
         reason = "Early stopping not met: too few queries to be confident of the percentile."
     if server.error is not None:
         reason = f"a batch failed: {type(server.error).__name__}"
+    if server.shed:
+        reason = (
+            f"overloaded: {server.shed} queries shed, the queue full at {server.max_queue} "
+            f"requests" + (f"; LoadGen: {reason}" if reason else "")
+        )
     effective["loadgen_version"] = log.get("loadgen_version")
     return ScenarioResult(
         scenario=settings.scenario,
         target_qps=settings.target_qps,
-        valid=log.get("result_validity") == "VALID" and server.error is None,
+        valid=log.get("result_validity") == "VALID" and server.error is None and not server.shed,
         invalid_reason=reason,
         perf_constraints_met=bool(log.get("result_perf_constraints_met")),
         early_stopping_met=log.get("early_stopping_met"),
@@ -182,6 +192,8 @@ def parse_result(
         latency_s=latency,
         batch_sizes=dict(server.batch_sizes),
         busy_share=server.busy_s / duration if duration else 0.0,
+        shed=server.shed,
+        max_queue_depth=server.max_depth,
         duration_s=duration,
         error="" if server.error is None else f"{type(server.error).__name__}: {server.error}",
         settings=effective,
@@ -216,13 +228,17 @@ def run_scenario(
     lengths: list[int],
 ) -> ScenarioResult:
     """Run one LoadGen scenario: queries are indices into ``lengths`` (the traffic's token
-    counts); ``run_batch(requests)`` serves one batch. Blocks until LoadGen is done."""
+    counts); ``run_batch(requests)`` serves one batch; at most ``batching.max_queue`` wait
+    (the rest are shed). Blocks until LoadGen is done."""
     require_loadgen()
     import mlperf_loadgen as lg
 
     # A single-stream query is alone by definition: waiting for company only adds latency.
     server = BatchingServer(
-        batching.batcher(delay=settings.scenario == "server"), run_batch, _complete(lg)
+        batching.batcher(delay=settings.scenario == "server"),
+        run_batch,
+        _complete(lg),
+        max_queue=batching.max_queue,
     )
 
     def issue(samples: list[Any]) -> None:

@@ -26,8 +26,15 @@ class BatchingServer:
         run_batch: Callable[[list[Request]], None],
         done: Callable[[list[Request]], None],
         clock: Callable[[], float] = time.perf_counter,
+        max_queue: int = 4096,
     ) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be >= 1")
         self.batcher = batcher
+        self.max_queue = max_queue
+        #: Requests answered unserved because the queue was full, and the deepest it got.
+        self.shed = 0
+        self.max_depth = 0
         self.run_batch = run_batch
         self.done = done
         self.clock = clock
@@ -50,10 +57,18 @@ class BatchingServer:
         self._thread.join()
 
     def submit(self, requests: list[Request]) -> None:
+        shed: list[Request] = []
         with self._cond:
             for r in requests:
-                self.batcher.add(r)
+                if len(self.batcher) >= self.max_queue:
+                    shed.append(r)
+                else:
+                    self.batcher.add(r)
+            self.max_depth = max(self.max_depth, len(self.batcher))
+            self.shed += len(shed)
             self._cond.notify()
+        if shed:
+            self.done(shed)
 
     def flush(self) -> None:
         """No more requests will come for now: run what waits without delay."""
