@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .calibrate import speed_factor
-from .comparison.decide import comparability_problems, merge_records
+from .comparison.decide import VOLATILE_BACKEND_KEYS, comparability_problems, merge_records
 from .errors import HarnessError
 from .hierarchy import (
     Estimate,
@@ -219,6 +219,20 @@ def gate_runs(
             f"{len(failed)} case(s) failed in the candidate run, e.g. {failed[0]}: "
             f"{side_b[failed[0]].message}"
         )
+    settings_differ = sorted(
+        {
+            k
+            for key, a in side_a.items()
+            if (b := side_b.get(key)) is not None and a.status == "ok" and b.status == "ok"
+            for k in set(a.backend) | set(b.backend)
+            if k not in VOLATILE_BACKEND_KEYS and a.backend.get(k) != b.backend.get(k)
+        }
+    )
+    if settings_differ:
+        warnings.append(
+            "backend settings differ between the runs (" + ", ".join(settings_differ) + "): "
+            "the baseline may have been measured with other settings; refresh it"
+        )
     metrics = [m for m in ("p50", "p90", "throughput") if m in settings.thresholds]
     rows: list[GateRow] = []
     for key, a in side_a.items():
@@ -261,9 +275,14 @@ def _decide(rows: list[GateRow], settings: GateSettings) -> None:
         row.regression = significant and row.change > limit
         row.improvement = significant and row.change < -limit
         if row.power_claim and row.estimate is not None:
-            mde = row.estimate.detectable(settings.alpha / len(tested), limit)
-            # Throughput's change is 1 - 1/ratio of latencies.
-            row.mde = 1 - 1 / (1 + mde) if row.metric == "throughput" else mde
+            level = (
+                settings.alpha if settings.correction == "none" else settings.alpha / len(tested)
+            )
+            if row.metric == "throughput":  # fails when 1 - 1/ratio > limit: ratio > 1/(1-limit)
+                mde = row.estimate.detectable(level, 1 / (1 - limit) - 1)
+                row.mde = 1 - 1 / (1 + mde)
+            else:
+                row.mde = row.estimate.detectable(level, limit)
 
 
 def gate_paired_runs(

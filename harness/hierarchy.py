@@ -49,11 +49,13 @@ __all__ = [
     "calls_table",
     "paired_runs_ratio",
     "process_effects",
+    "process_means",
     "process_paired",
     "replicate_ratio",
     "run_variance",
     "stratified_ratio",
     "suite_estimate",
+    "suite_paired",
     "variance_prior",
 ]
 
@@ -136,7 +138,12 @@ class Estimate:
     def shown_margin(self) -> float:
         """The tightest ±margin within which the 90 % interval lies (what equivalence could
         be claimed at α = 0.05)."""
-        lo, hi = self.interval(0.90)
+        return self.margin_shown(0.90)
+
+    def margin_shown(self, confidence: float) -> float:
+        """The tightest ±margin within which the ``confidence`` interval lies (TOST at
+        α = (1 − confidence) / 2 could claim equivalence within it)."""
+        lo, hi = self.interval(confidence)
         return math.expm1(max(abs(math.log(lo)), abs(math.log(hi))))
 
     def power(self, effect: float, alpha: float, min_effect: float) -> float:
@@ -209,6 +216,11 @@ def process_effects(a: np.ndarray, b: np.ndarray) -> dict[int, np.ndarray]:
 
 def _summary(rounds: np.ndarray) -> float:
     return float(sps.trim_mean(rounds, TRIM)) if rounds.size > 2 else float(rounds.mean())
+
+
+def process_means(per_process: Mapping[int, np.ndarray]) -> dict[int, float]:
+    """Each process's one number: the trimmed mean of its round effects."""
+    return {p: _summary(np.asarray(v, float)) for p, v in per_process.items() if len(v)}
 
 
 def process_paired(per_process: Mapping[int, np.ndarray] | Sequence[np.ndarray]) -> Estimate:
@@ -306,15 +318,13 @@ def stratified_ratio(
 @dataclass(frozen=True, slots=True)
 class VariancePrior:
     """What a family of cases says about one case's run-to-run variance: ``df`` prior degrees
-    of freedom (``inf``: every case has the same variance) around ``variance``."""
+    of freedom around ``variance``."""
 
     df: float
     variance: float
 
     def posterior(self, variance: float, df: float) -> tuple[float, float]:
         """The case's moderated variance and its degrees of freedom."""
-        if math.isinf(self.df):
-            return self.variance, math.inf
         return (self.df * self.variance + df * variance) / (self.df + df), self.df + df
 
 
@@ -334,23 +344,29 @@ def _trigamma_inverse(x: float) -> float:
     return y
 
 
+#: Fewer cases than this say too little about their common variance to lean on it.
+MIN_CASES_TO_MODERATE = 10
+
+
 def variance_prior(variances: Sequence[float], dfs: Sequence[float]) -> VariancePrior | None:
     """Empirical-Bayes prior for many cases' variances, each on few degrees of freedom
     (Smyth 2004, the moderated t of limma): a scaled inverse-chi-square fitted to the
     observed variances by moments of their logs. Pooling is as strong as the cases agree:
-    when their variances spread no more than sampling explains, they share one (``df``
-    infinite); when they differ, the prior is weak and each case keeps its own. None with
-    fewer than three usable cases."""
+    when their variances spread no more than sampling explains, they share one (the prior
+    then has all the cases' degrees of freedom, limma's cap); when they differ, the prior is
+    weak and each case keeps its own. None with fewer than
+    :data:`MIN_CASES_TO_MODERATE` usable cases."""
     pairs = [(v, d) for v, d in zip(variances, dfs, strict=True) if v > 0 and d > 0]
-    if len(pairs) < 3:
+    if len(pairs) < MIN_CASES_TO_MODERATE:
         return None
     v = np.array([p[0] for p in pairs])
     d = np.array([p[1] for p in pairs])
+    pooled_df = float(d.sum())
     e = np.log(v) - special.digamma(d / 2) + np.log(d / 2)
     spread = float(np.var(e, ddof=1) - np.mean(special.polygamma(1, d / 2)))
-    if spread <= 0:
-        return VariancePrior(math.inf, float(np.exp(e.mean())))
-    d0 = 2 * _trigamma_inverse(spread)
+    if spread <= 0:  # the cases agree: one variance, on all their degrees of freedom
+        return VariancePrior(pooled_df, float((d * v).sum() / pooled_df))
+    d0 = min(2 * _trigamma_inverse(spread), pooled_df)
     return VariancePrior(d0, float(np.exp(e.mean() + special.digamma(d0 / 2) - np.log(d0 / 2))))
 
 
@@ -410,9 +426,30 @@ def paired_runs_ratio(a: Sequence[float], b: Sequence[float]) -> Estimate:
     )
 
 
+def suite_paired(per_case: Sequence[Mapping[int, float]]) -> Estimate | None:
+    """The suite's effect when its cases were interleaved in the same processes: per
+    process, the mean of that process's effect over the cases (an arm is prepared once per
+    process, so the process's leaning is shared by its cases and does not average out over
+    them), then a t interval over the processes every case has."""
+    shared = set.intersection(*(set(c) for c in per_case)) if per_case else set()
+    if len(shared) < 2:
+        return None
+    means = np.array([np.mean([c[p] for c in per_case]) for p in sorted(shared)])
+    return Estimate(
+        ratio=math.exp(float(means.mean())),
+        se_log=float(means.std(ddof=1) / math.sqrt(means.size)),
+        df=float(means.size - 1),
+        level=f"suite ({len(per_case)} cases), t over {means.size} processes",
+        n_a=len(per_case),
+        n_b=len(per_case),
+        replicates=int(means.size),
+    )
+
+
 def suite_estimate(estimates: Sequence[Estimate]) -> Estimate | None:
     """The geometric mean of case ratios, with a normal interval from the cases' standard
-    errors (treated as independent)."""
+    errors treated as independent — true of separate runs' cases only; interleaved cases
+    share their processes (:func:`suite_paired`)."""
     ok = [e for e in estimates if e.ratio > 0 and math.isfinite(e.se_log)]
     if not ok:
         return None

@@ -282,3 +282,21 @@ def test_compare_processes_share_the_launchers_watchdog(cache_dir: Path, tmp_pat
         "compare process 0: timed out after 8 s",
         "compare process 1: timed out after 8 s",
     }
+
+
+def test_processes_of_two_comparisons_are_not_paired() -> None:
+    """Two finished compare runs both number their processes 0..P-1; process p of one never
+    ran with process p of the other, so they are runs, not pairs."""
+    from harness.comparison.decide import estimate_pair
+
+    def rec(model: str, p: int, seed: int, scale: float) -> Record:
+        return _rec(model, "eager/b1", scale, 10 * seed + p, n=12,
+                    workload={"interleaved": {"process": p, "block": 3, "seed": seed}})  # fmt: skip
+
+    a = [rec("A", p, 1, 1.0) for p in range(4)]
+    b = [rec("A", p, 2, 1.0) for p in range(4)]
+    est, notes = estimate_pair(a, b)
+    assert est is not None and "runs 4/4" in est.level
+    assert any("never ran together" in n for n in notes)
+    together, _ = estimate_pair(a, [rec("B", p, 1, 1.05) for p in range(4)])
+    assert together is not None and "paired rounds" in together.level

@@ -8,12 +8,14 @@ leaves out run-to-run variation). Then (asv's rule: statistics *and* size):
 
 * **slower / faster** — the p-value for "no change", adjusted over the *family* (every case
   of this candidate against the baseline; Holm by default, or Benjamini-Hochberg), is below
-  ``alpha`` — so the 95 % interval excludes 1 — and the estimate is beyond ``min_effect``;
-* **equivalent** — the 90 % interval lies inside ``±margin`` (two one-sided tests at
-  ``alpha``): "not significantly different" is not "the same". Equivalence is a claim per
+  ``alpha`` — so the (1 − alpha) interval shown excludes 1 — and the estimate is beyond
+  ``min_effect``;
+* **equivalent** — the (1 − 2 alpha) interval (90 % at the default 0.05) lies inside
+  ``±margin`` (two one-sided tests at ``alpha``): "not significantly different" is not "the
+  same". Equivalence is a claim per
   case at ``alpha``; "equivalent in every case" is an intersection-union test, which needs
   no adjustment (Berger 1982), so equivalence p-values are not adjusted;
-* **negligible** — a significant change whose whole 95 % interval lies inside
+* **negligible** — a significant change whose whole (1 − alpha) interval lies inside
   ``±min_effect``;
 * **inconclusive** — none of these; the row says why (a change of unsettled size, or the
   tightest margin equivalence could have been shown within).
@@ -39,10 +41,12 @@ from ..hierarchy import (
     Estimate,
     calls_table,
     process_effects,
+    process_means,
     process_paired,
     replicate_ratio,
     stratified_ratio,
     suite_estimate,
+    suite_paired,
 )
 from ..record_types import CaseInfo
 from ..results import Record
@@ -51,6 +55,7 @@ from .alone import AloneCheck, alone_check
 
 __all__ = [
     "VERDICTS",
+    "VOLATILE_BACKEND_KEYS",
     "CompareSettings",
     "Comparison",
     "PairResult",
@@ -67,7 +72,10 @@ __all__ = [
 
 VERDICTS = ("faster", "slower", "equivalent", "negligible", "inconclusive", "invalid")
 #: Backend settings that identify an export, not how it runs; they may differ between pairs.
-_VOLATILE = {"export_key", "exported", "onnx_bytes", "example_shape", "torch_threads"}
+VOLATILE_BACKEND_KEYS = frozenset(
+    {"export_key", "exported", "onnx_bytes", "example_shape", "torch_threads", "gpu_name",
+     "measured_matmul_tflops"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +125,11 @@ class PairResult:
     memory_candidate: int | None = None
     #: Interleaved against solo p50, per arm (interleaved comparisons only).
     alone: list[AloneCheck] = field(default_factory=list)
+    #: Each process's paired log effect (interleaved only): what the suite is estimated from.
+    per_process: dict[int, float] = field(default_factory=dict)
+    #: The level the intervals are shown at: (1 - alpha) for a difference, (1 - 2 alpha)
+    #: for equivalence (two one-sided tests), so a verdict never contradicts its interval.
+    alpha: float = 0.05
     case: CaseInfo = field(default_factory=lambda: CaseInfo())
     notes: list[str] = field(default_factory=list)
 
@@ -124,21 +137,25 @@ class PairResult:
     def ratio(self) -> float | None:
         return self.estimate.ratio if self.estimate else None
 
+    def _interval(self, confidence: float) -> tuple[float, float] | tuple[None, None]:
+        return self.estimate.interval(confidence) if self.estimate else (None, None)
+
     @property
     def ci_low(self) -> float | None:
-        return self.estimate.ci_low if self.estimate else None
+        return self._interval(1 - self.alpha)[0]
 
     @property
     def ci_high(self) -> float | None:
-        return self.estimate.ci_high if self.estimate else None
+        return self._interval(1 - self.alpha)[1]
 
     @property
     def ci90_low(self) -> float | None:
-        return self.estimate.ci90_low if self.estimate else None
+        """Low end of the equivalence interval (90 % at alpha 0.05)."""
+        return self._interval(1 - 2 * self.alpha)[0]
 
     @property
     def ci90_high(self) -> float | None:
-        return self.estimate.ci90_high if self.estimate else None
+        return self._interval(1 - 2 * self.alpha)[1]
 
     @property
     def se_log(self) -> float | None:
@@ -146,7 +163,7 @@ class PairResult:
 
     @property
     def shown_margin(self) -> float | None:
-        return self.estimate.shown_margin if self.estimate else None
+        return self.estimate.margin_shown(1 - 2 * self.alpha) if self.estimate else None
 
     @property
     def level(self) -> str:
@@ -156,7 +173,7 @@ class PairResult:
         out = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name not in ("estimate", "alone")
+            if f.name not in ("estimate", "alone", "per_process")
         }
         out["estimate"] = self.estimate.to_dict() if self.estimate else None
         out["alone"] = [a.to_dict() for a in self.alone]
@@ -182,8 +199,15 @@ class Comparison:
     warnings: list[str]
 
     def suite(self) -> Estimate | None:
-        """The geometric mean of the measured cases' ratios, with its 95 % interval."""
-        return suite_estimate([r.estimate for r in self.results if r.estimate is not None])
+        """The geometric mean of the measured cases' ratios, with its interval: over the
+        processes the cases shared when interleaved (their processes' leanings are common
+        to them), else from the cases' standard errors."""
+        measured = [r for r in self.results if r.estimate is not None]
+        if measured and all(r.per_process for r in measured):
+            paired = suite_paired([r.per_process for r in measured])
+            if paired is not None:
+                return paired
+        return suite_estimate([r.estimate for r in measured if r.estimate is not None])
 
     def counts(self, backend: str | None = None) -> dict[str, int]:
         out = dict.fromkeys(VERDICTS, 0)
@@ -248,8 +272,8 @@ def comparability_problems(env_a: dict[str, Any], env_b: dict[str, Any]) -> list
 
 def _pair_notes(a: Record, b: Record) -> list[str]:
     notes = []
-    sa = {k: v for k, v in a.backend.items() if k not in _VOLATILE}
-    sb = {k: v for k, v in b.backend.items() if k not in _VOLATILE}
+    sa = {k: v for k, v in a.backend.items() if k not in VOLATILE_BACKEND_KEYS}
+    sb = {k: v for k, v in b.backend.items() if k not in VOLATILE_BACKEND_KEYS}
     if sa != sb:
         diff = sorted(k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k))
         notes.append(
@@ -280,9 +304,9 @@ def _pair_notes(a: Record, b: Record) -> list[str]:
 
 def verdict_of(est: Estimate, p_adj: float, s: CompareSettings) -> tuple[str, str | None]:
     """The verdict on one estimate (``p_adj``: its p-value adjusted over the family), and
-    why it is inconclusive when it is."""
+    why it is inconclusive when it is. Intervals at (1 - alpha), as shown next to it."""
     lr, bound = est.log_ratio, math.log1p(s.min_effect)
-    lo, hi = (math.log(x) for x in est.interval(0.95))
+    lo, hi = (math.log(x) for x in est.interval(1 - s.alpha))
     significant = p_adj < s.alpha
     if significant and lr >= bound and lo > 0:
         return "slower", None
@@ -298,8 +322,8 @@ def verdict_of(est: Estimate, p_adj: float, s: CompareSettings) -> tuple[str, st
             f"±{100 * s.min_effect:g} % on one side and not the other: its size is not settled"
         )
     return "inconclusive", (
-        f"no change shown; equivalence could be shown within ±{100 * est.shown_margin:.1f} %, "
-        f"not ±{100 * s.margin:g} %"
+        "no change significant after adjustment; equivalence could be shown within "
+        f"±{100 * est.margin_shown(1 - 2 * s.alpha):.1f} %, not ±{100 * s.margin:g} %"
     )
 
 
@@ -338,20 +362,39 @@ def paired_estimate(a: np.ndarray, b: np.ndarray) -> Estimate:
     return process_paired(process_effects(a, b))
 
 
+def per_process_effects(a_runs: list[Record], b_runs: list[Record]) -> dict[int, float]:
+    """Each shared process's paired log effect for one case (what the suite pools)."""
+    return process_means(process_effects(interleaved_calls(a_runs), interleaved_calls(b_runs)))
+
+
 def estimate_pair(a_runs: list[Record], b_runs: list[Record]) -> tuple[Estimate | None, list[str]]:
     """The effect of B against A for one case, from that case's *measured* records (one per
     process, or one per run), and notes on what was left out or why there is none.
 
-    * interleaved: the processes both arms completed, paired per round
-      (:func:`harness.hierarchy.process_paired`); fewer than two shared → none;
-    * separate runs, each side repeated (or one side): runs are the replicate
-      (:func:`harness.hierarchy.replicate_ratio`);
+    * interleaved together (one comparison: the same seed): the processes both arms
+      completed, paired per round (:func:`harness.hierarchy.process_paired`); fewer than two
+      shared → none;
+    * separate runs, or processes of separate comparisons, repeated on one side at least:
+      runs are the replicate (:func:`harness.hierarchy.replicate_ratio`);
     * one run each: calls within batches (:func:`harness.hierarchy.stratified_ratio`),
       which covers call noise only — the note says so."""
     notes: list[str] = []
     procs_a = {_process(r): r for r in a_runs}
     procs_b = {_process(r): r for r in b_runs}
-    if None not in procs_a and None not in procs_b:
+    seeds = {r.workload.get("interleaved", {}).get("seed") for r in [*a_runs, *b_runs]}
+    interleaved = None not in procs_a and None not in procs_b
+    # Pairs are rounds both arms ran together: one comparison (one seed), one record per
+    # process and arm. Records of two comparisons never ran together.
+    together = (
+        interleaved and len(seeds) == 1 and len(procs_a) == len(a_runs)
+        and len(procs_b) == len(b_runs)
+    )  # fmt: skip
+    if interleaved and not together:
+        notes.append(
+            "interleaved in different comparisons: their processes never ran together, so "
+            "each process is a run (the interval is over runs, not paired rounds)"
+        )
+    if together:
         shared = sorted(p for p in procs_a.keys() & procs_b.keys() if p is not None)
         for side, procs in (("baseline", procs_a), ("candidate", procs_b)):
             missing = sorted(
@@ -368,10 +411,11 @@ def estimate_pair(a_runs: list[Record], b_runs: list[Record]) -> tuple[Estimate 
                 "or more (its replicate is the process: --processes)"
             )
             return None, notes
-        return paired_estimate(
+        est = paired_estimate(
             interleaved_calls([procs_a[p] for p in shared]),
             interleaved_calls([procs_b[p] for p in shared]),
-        ), notes
+        )
+        return est, notes
     if len(a_runs) + len(b_runs) >= 3:
         return replicate_ratio([_per_run(r) for r in a_runs], [_per_run(r) for r in b_runs]), notes
     a, b = merge_records(a_runs)[0], merge_records(b_runs)[0]
@@ -438,13 +482,19 @@ def compare_records(
         res.alone = [
             c for arm, recs in ((a.model, ok_a), (b.model, ok_b)) if (c := alone_check(arm, recs))
         ]
+        if est is not None and est.replicates and "paired rounds" in est.level:
+            res.per_process = per_process_effects(ok_a, ok_b)
     measured = [r for r in results if r.estimate is not None]
     adjusted = adjust([r.estimate.p_diff for r in measured if r.estimate], s.correction)
+    # The power statement at the family's level: Bonferroni's, which is Holm's worst case
+    # (and conservative for BH); no power claim where calls are the replicate.
+    level = s.alpha if s.correction == "none" else s.alpha / max(1, len(measured))
     for r, p in zip(measured, adjusted, strict=True):
         assert r.estimate is not None
+        r.alpha = s.alpha
         r.p_diff_adj = p
         r.p_equiv = r.estimate.p_equiv(s.margin)
-        r.mde = r.estimate.detectable(s.alpha / len(measured), s.min_effect)
+        r.mde = r.estimate.detectable(level, s.min_effect) if r.estimate.replicates else None
         r.verdict, why = verdict_of(r.estimate, p, s)
         if why:
             r.notes.append(why)

@@ -18,11 +18,12 @@ Interleaving must not change what it measures. Two things did:
   on a 2-vCPU Xeon VM an XLM-R-shaped model of 12 layers × 256 took about four calls to get
   back to its own speed (b1 × 32: +34 %, +29 %, +20 %, +7 % over its alone p50). So every
   block starts with warm-up calls that are kept apart from the timed ones: at least one, and
-  at least ``warmup_s`` of the arm's own work.
+  as many as ``warmup_s`` of the slowest arm's calls take.
 
-Blocks are sized in time too (``block_s``), so cheap calls give more samples per switch.
-Arms are prepared and first warmed in an order rotated across processes, so no arm is always
-first. After the rounds, each arm runs once more on its own (``solo``): a longer warm-up, then
+Blocks are sized in time too (``block_s``, again on the slowest arm's calls, the same count
+for every arm so rounds stay pairs), so cheap calls give more samples per switch. Arms are
+prepared and first warmed in an order rotated across processes, so no arm is always first
+(each is first equally often when the processes are a multiple of the arms). After the rounds, each arm runs once more on its own (``solo``): a longer warm-up, then
 a block; :mod:`harness.comparison.alone` checks that interleaved and solo p50 agree.
 """
 
@@ -62,7 +63,8 @@ def block_sizes(spec: InterleaveSpec, call_s: float, n_batches: int) -> tuple[in
     """(timed calls, warm-up calls) per block for calls of ``call_s`` seconds."""
     call_s = max(call_s, 1e-6)
     n = max(spec.block, n_batches, math.ceil(spec.block_s / call_s))
-    n = min(MAX_CALLS_PER_BLOCK, n_batches * math.ceil(n / n_batches))
+    passes = min(math.ceil(n / n_batches), max(1, MAX_CALLS_PER_BLOCK // n_batches))
+    n = n_batches * passes  # whole passes over the batches, bounded
     warm = min(MAX_CALLS_PER_BLOCK, max(1, math.ceil(spec.warmup_s / call_s)))
     return n, warm
 
