@@ -7,8 +7,17 @@ having written nothing. See :mod:`harness.api` for an example.
 
 from __future__ import annotations
 
-from .api import check_output, compare, compare_runs, export_rows, gate, load, run, sweep_spec
-from .errors import HarnessError
+from harness.api import (
+    check_output,
+    compare,
+    compare_runs,
+    export_rows,
+    gate,
+    load,
+    run,
+    sweep_spec,
+)
+from harness.errors import HarnessError
 
 __all__ = [
     "HarnessError",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .record_types import Parity
+from harness.record_types import Parity
 
 __all__ = ["DEFAULT_MIN_COSINE", "accuracy_facts"]
 

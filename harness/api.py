@@ -22,15 +22,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import HarnessError
+from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from .comparison.decide import CompareSettings, Comparison
-    from .comparison.spec import InterleaveSpec
-    from .gate import GateRow, GateSettings
-    from .results import Run
-    from .runner import Event
-    from .sweep import SweepSpec
+    from harness.comparison.decide import CompareSettings, Comparison
+    from harness.comparison.spec import InterleaveSpec
+    from harness.gate import GateRow, GateSettings
+    from harness.results import Run
+    from harness.runner import Event
+    from harness.sweep import SweepSpec
 
 __all__ = [
     "check_output",
@@ -63,7 +63,7 @@ def check_output(out: str | Path) -> Path:
 def sweep_spec(spec: SweepSpec | str | Path | None = None, **changes: Any) -> SweepSpec:
     """A :class:`~harness.sweep.SweepSpec`: a built-in name (``"smoke"``), a TOML file, or
     the defaults, with ``changes`` applied (``models=[...]``, ``batch_sizes=[...]``, ...)."""
-    from .sweep import SweepSpec, load_sweep
+    from harness.sweep import SweepSpec, load_sweep
 
     base = spec if isinstance(spec, SweepSpec) else load_sweep(Path(spec)) if spec else SweepSpec()
     tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
@@ -71,8 +71,8 @@ def sweep_spec(spec: SweepSpec | str | Path | None = None, **changes: Any) -> Sw
 
 
 def _options(cache_dir: str | Path | None, corpus: Path | None, **extra: Any) -> Any:
-    from .cache import default_cache_dir
-    from .runner import RunOptions
+    from harness.cache import default_cache_dir
+    from harness.runner import RunOptions
 
     return RunOptions(
         cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(), corpus=corpus, **extra
@@ -89,9 +89,9 @@ def run(
     **changes: Any,
 ) -> Run:
     """Measure a sweep (see :func:`sweep_spec`) into a new run directory under ``out``."""
-    from .launcher import run_sweep
-    from .plan import plan_sweep
-    from .results import load_run
+    from harness.launcher import run_sweep
+    from harness.plan import plan_sweep
+    from harness.results import load_run
 
     root = check_output(out)
     planned = plan_sweep(sweep_spec(spec, **changes), allow_pickle=allow_pickle)
@@ -119,12 +119,12 @@ def compare(
     """Checkpoints (``models=[baseline, candidate, ...]``) interleaved in ``processes``
     fresh processes; every candidate against the first. Writes a comparison run with its
     report, and returns the comparisons."""
-    from .comparison.arms import comparisons_of, fresh_seed, run_comparison
-    from .comparison.decide import CompareSettings
-    from .comparison.report import write_compare_report
-    from .comparison.spec import InterleaveSpec
-    from .plan import plan_sweep
-    from .results import load_run
+    from harness.comparison.arms import comparisons_of, fresh_seed, run_comparison
+    from harness.comparison.decide import CompareSettings
+    from harness.comparison.report import write_compare_report
+    from harness.comparison.spec import InterleaveSpec
+    from harness.plan import plan_sweep
+    from harness.results import load_run
 
     if processes < 1:
         raise HarnessError("processes must be >= 1")
@@ -154,8 +154,8 @@ def compare_runs(
 ) -> Comparison:
     """Two finished runs, case by case (refused when measured on different machines or
     library versions, unless not ``strict``)."""
-    from .comparison.arms import compare_run_dirs
-    from .comparison.decide import CompareSettings
+    from harness.comparison.arms import compare_run_dirs
+    from harness.comparison.decide import CompareSettings
 
     return compare_run_dirs(Path(a), Path(b), settings or CompareSettings(), strict=strict)
 
@@ -165,8 +165,8 @@ def gate(
 ) -> list[GateRow]:
     """The stored-baseline gate: every (case, metric) row of ``candidate`` against
     ``baseline``; a row with ``regression`` set fails a build."""
-    from .gate import GateSettings, gate_runs
-    from .results import load_run
+    from harness.gate import GateSettings, gate_runs
+    from harness.results import load_run
 
     rows, _ = gate_runs(
         load_run(Path(baseline)), load_run(Path(candidate)), settings or GateSettings()
@@ -176,15 +176,15 @@ def gate(
 
 def load(path: str | Path) -> Run:
     """A run directory's records (typed, migrated from older schema versions)."""
-    from .results import load_run
+    from harness.results import load_run
 
     return load_run(Path(path))
 
 
 def export_rows(run_or_path: Run | str | Path) -> Sequence[dict[str, Any]]:
     """One flat row per record (what ``harness export`` writes as CSV or Parquet)."""
-    from .result_export import flat_rows
-    from .results import Run
+    from harness.result_export import flat_rows
+    from harness.results import Run
 
     run_obj = run_or_path if isinstance(run_or_path, Run) else load(run_or_path)
     return flat_rows(run_obj)

@@ -17,8 +17,8 @@ import statistics
 
 import torch
 
-from .record_types import Calibration
-from .timing import Timer
+from harness.record_types import Calibration
+from harness.timing import Timer
 
 __all__ = ["speed_factor", "speed_probe"]
 

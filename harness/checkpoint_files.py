@@ -17,8 +17,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from .config import arch_from_config
-from .errors import HarnessError
+from harness.config import arch_from_config
+from harness.errors import HarnessError
 
 __all__ = ["PICKLE_SUFFIXES", "check_checkpoint_dir", "read_safetensors_header"]
 

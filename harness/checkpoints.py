@@ -21,14 +21,14 @@ from typing import Any
 
 import torch
 
-from .cache import seal_entry, usable
-from .checkpoint_files import check_checkpoint_dir
-from .config import ArchSpec, ModelSpec, arch_from_config
-from .errors import HarnessError
-from .heads import ServingModel, build_hf_model, hf_model_class
-from .onnx_export_dir import OnnxExport
-from .record_types import CheckpointInfo
-from .weights import WeightStats, weight_stats
+from harness.cache import seal_entry, usable
+from harness.checkpoint_files import check_checkpoint_dir
+from harness.config import ArchSpec, ModelSpec, arch_from_config
+from harness.errors import HarnessError
+from harness.heads import ServingModel, build_hf_model, hf_model_class
+from harness.onnx_export_dir import OnnxExport
+from harness.record_types import CheckpointInfo
+from harness.weights import WeightStats, weight_stats
 
 __all__ = [
     "Checkpoint",
@@ -205,7 +205,7 @@ def load_checkpoint(
 
 def _export_of(spec: ModelSpec) -> OnnxExport:
     """The ONNX export ``spec`` names, refused when its graph serves another head."""
-    from .onnx_export_dir import inspect_export
+    from harness.onnx_export_dir import inspect_export
 
     export = inspect_export(Path(spec.source).expanduser())
     if export.head != spec.head:
@@ -219,7 +219,7 @@ def _load_onnx_export(
     spec: ModelSpec, cache_dir: Path, dtype: str, allow_pickle: bool, attn: str, start: float
 ) -> Checkpoint:
     """An ``optimum-cli`` export directory; its reference weights loaded when named."""
-    from .onnx_export_dir import onnx_weight_stats
+    from harness.onnx_export_dir import onnx_weight_stats
 
     path = Path(spec.source).expanduser()
     export = _export_of(spec)

@@ -15,8 +15,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from .commands.common import package_version
-from .errors import (
+from harness.commands.common import package_version
+from harness.errors import (
     EXIT_ERROR,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -26,8 +26,8 @@ from .errors import (
     Terminated,
     raise_terminated,
 )
-from .notices import show_user_warnings
-from .quiet import quiet_libraries
+from harness.notices import show_user_warnings
+from harness.quiet import quiet_libraries
 
 __all__ = ["main"]
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    from .commands import MODULES
+    from harness.commands import MODULES
 
     for module in MODULES:
         module.register(sub)

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cache import default_cache_dir
-from .errors import HarnessError
+from harness.cache import default_cache_dir
+from harness.errors import HarnessError
 
 __all__ = [
     "UPSTREAM",

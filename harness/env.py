@@ -98,7 +98,7 @@ def collect_env(root: Path | None = None) -> dict[str, Any]:
     for name in _PACKAGES:
         env[name.replace("-", "_")] = _version(name)
     if torch.cuda.is_available():
-        from .gpu import gpu_env
+        from harness.gpu import gpu_env
 
         env |= gpu_env()
     return env

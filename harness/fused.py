@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import HarnessError
+from harness.errors import HarnessError
 
 __all__ = ["ExportModel", "FusedQKVModel", "fuse_qkv"]
 

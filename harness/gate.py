@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from .calibrate import speed_factor
-from .comparison.decide import VOLATILE_BACKEND_KEYS, comparability_problems, merge_records
-from .errors import HarnessError
-from .hierarchy import (
+from harness.calibrate import speed_factor
+from harness.comparison.decide import VOLATILE_BACKEND_KEYS, comparability_problems, merge_records
+from harness.errors import HarnessError
+from harness.hierarchy import (
     Estimate,
     paired_runs_ratio,
     replicate_ratio,
@@ -33,10 +33,10 @@ from .hierarchy import (
     stratified_ratio,
     variance_prior,
 )
-from .metrics import METRICS
-from .record_types import statistic
-from .results import Record, Run
-from .stats import adjust, by_batch
+from harness.metrics import METRICS
+from harness.record_types import statistic
+from harness.results import Record, Run
+from harness.stats import adjust, by_batch
 
 __all__ = ["DEFAULT_THRESHOLDS", "GateRow", "GateSettings", "gate_paired_runs", "gate_runs"]
 

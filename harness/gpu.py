@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from .kernels import KernelTime, breakdown
-from .record_types import Energy, GpuFacts, Kernels
+from harness.kernels import KernelTime, breakdown
+from harness.record_types import Energy, GpuFacts, Kernels
 
 __all__ = [
     "CudaEventTimer",
@@ -204,7 +204,7 @@ class GpuCaseProbe:
         self.meter.start()
 
     def stop(self, sequences: int) -> GpuFacts:
-        from .roofline import energy_per_1k
+        from harness.roofline import energy_per_1k
 
         torch.cuda.synchronize()
         energy = self.meter.stop()

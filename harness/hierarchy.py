@@ -39,7 +39,7 @@ import numpy as np
 from scipy import special
 from scipy import stats as sps
 
-from .stats import by_batch
+from harness.stats import by_batch
 
 __all__ = [
     "CALL_DTYPE",

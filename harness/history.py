@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .changepoint import ChangePoint, e_divisive
-from .errors import HarnessError
-from .metrics import METRICS as _REGISTRY
-from .results import Run
-from .store import write_atomic
+from harness.changepoint import ChangePoint, e_divisive
+from harness.errors import HarnessError
+from harness.metrics import METRICS as _REGISTRY
+from harness.results import Run
+from harness.store import write_atomic
 
 __all__ = ["METRICS", "Series", "add_run", "load_series"]
 

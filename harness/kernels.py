@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .record_types import Kernels, KindTime
+from harness.record_types import Kernels, KindTime
 
 __all__ = ["KIND_RULES", "KernelTime", "breakdown", "kernel_kind"]
 

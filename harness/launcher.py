@@ -24,16 +24,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .env import collect_env
-from .errors import HarnessError, raise_terminated
-from .record_types import CaseInfo
-from .results import Record, RunMeta, load_run, timestamp
-from .runner import Event, RunOptions, error_record, run_group
-from .store import RunStore, new_run_id
-from .sweep import Case, SweepSpec, expand
+from harness.env import collect_env
+from harness.errors import HarnessError, raise_terminated
+from harness.record_types import CaseInfo
+from harness.results import Record, RunMeta, load_run, timestamp
+from harness.runner import Event, RunOptions, error_record, run_group
+from harness.store import RunStore, new_run_id
+from harness.sweep import Case, SweepSpec, expand
 
 if TYPE_CHECKING:
-    from .ray_executor import RayTarget
+    from harness.ray_executor import RayTarget
 
 __all__ = [
     "Job",
@@ -79,8 +79,8 @@ def _worker(job: Job, path: str, opts: RunOptions, q: Any) -> None:
 
         limit = int(opts.worker_memory_bytes)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    from .notices import show_user_warnings
-    from .quiet import quiet_libraries
+    from harness.notices import show_user_warnings
+    from harness.quiet import quiet_libraries
 
     quiet_libraries()
     show_user_warnings()
@@ -289,7 +289,7 @@ def run_sweep(
     emit = emit or (lambda event: None)
     cases = cases if cases is not None else expand(sweep, models_dir)
     if ray is not None:  # an unreachable cluster is an input error: nothing written yet
-        from .ray_executor import connect
+        from harness.ray_executor import connect
 
         connect(ray)
     if resume is not None:
@@ -324,7 +324,7 @@ def run_sweep(
         for repeat in range(sweep.repeats):
             rep_opts = dataclasses.replace(opts, repeat=repeat)
             if ray is not None:
-                from .ray_executor import run_groups_on_ray
+                from harness.ray_executor import run_groups_on_ray
 
                 run_groups_on_ray(groups_of(cases), store, rep_opts, emit, ray)
                 continue

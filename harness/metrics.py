@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .results import Record
+    from harness.results import Record
 
 __all__ = ["METRICS", "Metric"]
 

@@ -7,8 +7,8 @@ import sys
 import warnings
 from typing import TextIO
 
-from .cache import CacheRebuiltWarning
-from .results import DamagedRecordsWarning
+from harness.cache import CacheRebuiltWarning
+from harness.results import DamagedRecordsWarning
 
 __all__ = ["USER_WARNINGS", "show_user_warnings"]
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import HarnessError
-from .record_types import OnnxExportInfo
+from harness.errors import HarnessError
+from harness.record_types import OnnxExportInfo
 
 __all__ = [
     "ONNX_FILE",
@@ -131,7 +131,7 @@ def onnx_weight_stats(path: Path) -> Any:
     import onnx
     from onnx import numpy_helper
 
-    from .weights import WeightStats, zeros_and_subnormals
+    from harness.weights import WeightStats, zeros_and_subnormals
 
     digest = hashlib.sha256()
     for file in sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name)):

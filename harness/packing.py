@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import HarnessError
-from .fused import FusedQKVModel
+from harness.errors import HarnessError
+from harness.fused import FusedQKVModel
 
 __all__ = ["PACKABLE_HEADS", "PackedBatch", "PackedModel", "pack_batch", "plan_rows"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .record_types import Parity, RealTextCheck
+from harness.record_types import Parity, RealTextCheck
 
 __all__ = ["parity_check", "parity_message", "parity_tolerance"]
 

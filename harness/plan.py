@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import preflight
-from .corpus import HOW_TO_GET, XTREME_CODES, check_languages, find_corpus, read_pairs
-from .errors import HarnessError
-from .sweep import Case, SweepSpec, expand
+from harness.checkpoints import preflight
+from harness.corpus import HOW_TO_GET, XTREME_CODES, check_languages, find_corpus, read_pairs
+from harness.errors import HarnessError
+from harness.sweep import Case, SweepSpec, expand
 
 __all__ = ["PreparedSweep", "check_models", "plan_sweep"]
 

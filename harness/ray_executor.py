@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import HarnessError
-from .record_types import HostInfo
-from .results import Record
-from .runner import Event, RunOptions, error_record, run_group
-from .store import RunStore
-from .sweep import Case
+from harness.errors import HarnessError
+from harness.record_types import HostInfo
+from harness.results import Record
+from harness.runner import Event, RunOptions, error_record, run_group
+from harness.store import RunStore
+from harness.sweep import Case
 
 __all__ = [
     "NODE_RESOURCE",
@@ -108,8 +108,8 @@ def connect(target: RayTarget) -> Any:
 
 def node_facts() -> HostInfo:
     """What a record says about where it was measured: node, process, hardware, versions."""
-    from .comparison.decide import hardware_class
-    from .env import COMPARABLE_KEYS, collect_env
+    from harness.comparison.decide import hardware_class
+    from harness.env import COMPARABLE_KEYS, collect_env
 
     env = collect_env()
     try:
@@ -141,7 +141,7 @@ class _QueueSink:
 
 def _group_task(cases: list[dict[str, Any]], opts: RunOptions) -> Iterator[tuple[str, Any]]:
     """The Ray task: measure one group, yielding ``node``, ``start`` and ``record`` events."""
-    from .quiet import quiet_libraries
+    from harness.quiet import quiet_libraries
 
     quiet_libraries()
     host = node_facts()

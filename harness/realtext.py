@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .accuracy import DEFAULT_MIN_COSINE, accuracy_facts
-from .parity import parity_check, parity_message
-from .record_types import RealTextCheck
-from .results import Record
-from .stats import by_batch
-from .textload import ceiling_batches
-from .timing import Samples, Timer, measure
+from harness.accuracy import DEFAULT_MIN_COSINE, accuracy_facts
+from harness.parity import parity_check, parity_message
+from harness.record_types import RealTextCheck
+from harness.results import Record
+from harness.stats import by_batch
+from harness.textload import ceiling_batches
+from harness.timing import Samples, Timer, measure
 
 if TYPE_CHECKING:
-    from .runner import CaseInputs, PreparedGroup
-    from .sweep import Case
+    from harness.runner import CaseInputs, PreparedGroup
+    from harness.sweep import Case
 
 __all__ = ["check_real_text"]
 

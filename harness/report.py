@@ -6,14 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .render.gpu import gpu_rows, kernel_rows, target_lines
-from .render.html import markdown_to_html
-from .render.languages import best_policy_rows, language_result_rows, stats_rows
-from .render.markdown import md_table
-from .render.plots import plot_language_latency, plot_language_throughput, plot_latency_vs_tokens
-from .render.rows import fmt_bytes, fmt_ms, parity_cell, result_rows, sort_records
-from .results import Record, Run
-from .store import write_atomic
+from harness.render.gpu import gpu_rows, kernel_rows, target_lines
+from harness.render.html import markdown_to_html
+from harness.render.languages import best_policy_rows, language_result_rows, stats_rows
+from harness.render.markdown import md_table
+from harness.render.plots import (
+    plot_language_latency,
+    plot_language_throughput,
+    plot_latency_vs_tokens,
+)
+from harness.render.rows import fmt_bytes, fmt_ms, parity_cell, result_rows, sort_records
+from harness.results import Record, Run
+from harness.store import write_atomic
 
 __all__ = [
     "checkpoint_rows",
@@ -236,7 +240,7 @@ def _write_report(out: Path, lines: list[str], records: list[Record], title: str
 
 def write_serve_report(run: Run) -> Path:
     """``report.md`` / ``report.html`` of a ``serve-bench`` run, with the latency-vs-load plot."""
-    from .render.serving import capacity_rows, plot_latency_vs_qps, probe_rows
+    from harness.render.serving import capacity_rows, plot_latency_vs_qps, probe_rows
 
     records = run.latest()
     out = run.path

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import HarnessError
-from .results import Run
+from harness.errors import HarnessError
+from harness.results import Run
 
 __all__ = ["FORMATS", "flat_rows", "to_github_action_benchmark", "write_table"]
 

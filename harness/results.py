@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import HarnessError
-from .record_types import (
+from harness.errors import HarnessError
+from harness.record_types import (
     BackendInfo,
     Calibration,
     CaseInfo,

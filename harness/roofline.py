@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import ArchSpec
-from .record_types import Roofline as RooflineRecord
+from harness.config import ArchSpec
+from harness.record_types import Roofline as RooflineRecord
 
 __all__ = [
     "PEAKS",

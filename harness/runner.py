@@ -21,14 +21,14 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from .backends import Backend, BackendContext, make_backend
-from .calibrate import speed_probe
-from .checkpoints import Checkpoint, load_checkpoint
-from .errors import HarnessError
-from .memory import PeakRSS
-from .parity import parity_check, parity_message
-from .realtext import check_real_text
-from .record_types import (
+from harness.backends import Backend, BackendContext, make_backend
+from harness.calibrate import speed_probe
+from harness.checkpoints import Checkpoint, load_checkpoint
+from harness.errors import HarnessError
+from harness.memory import PeakRSS
+from harness.parity import parity_check, parity_message
+from harness.realtext import check_real_text
+from harness.record_types import (
     BackendInfo,
     Cold,
     Compute,
@@ -40,12 +40,12 @@ from .record_types import (
     TokenizerInfo,
     Workload,
 )
-from .results import Record, timestamp
-from .stats import is_unstable, summarize
-from .store import RecordSink
-from .sweep import Case
-from .timing import PerfCounterTimer, Samples, Timer, measure
-from .workloads import Batch, synthetic_batch
+from harness.results import Record, timestamp
+from harness.stats import is_unstable, summarize
+from harness.store import RecordSink
+from harness.sweep import Case
+from harness.timing import PerfCounterTimer, Samples, Timer, measure
+from harness.workloads import Batch, synthetic_batch
 
 __all__ = [
     "CaseInputs",
@@ -167,7 +167,7 @@ def prepare_group(case: Case, opts: RunOptions) -> PreparedGroup:
     info = cast(BackendInfo, backend.prepare(ckpt, example))
     prepare_s = time.perf_counter() - start
     if case.device == "cuda":
-        from .gpu import gpu_env, measure_matmul_peak
+        from harness.gpu import gpu_env, measure_matmul_peak
 
         info = info | {
             "gpu_name": gpu_env().get("gpu_name"),
@@ -178,7 +178,7 @@ def prepare_group(case: Case, opts: RunOptions) -> PreparedGroup:
     if reference is None:
         parity = unchecked_parity(got, ckpt.spec.name)
     elif getattr(backend, "approximate", False):
-        from .accuracy import DEFAULT_MIN_COSINE, accuracy_facts
+        from harness.accuracy import DEFAULT_MIN_COSINE, accuracy_facts
 
         threshold = float(dict(case.options).get("min_cosine", DEFAULT_MIN_COSINE))
         parity = accuracy_facts(got, reference, case.model.head, threshold)
@@ -205,7 +205,7 @@ def _workload(
         tokenizer: TokenizerInfo = {"kind": "none", "note": "synthetic token ids, no tokenizer"}
         synthetic: Workload = {"kind": "synthetic", "n_batches": 1, "pad_share": 0.0}
         return [batch], tokenizer, synthetic
-    from .textload import language_workload
+    from harness.textload import language_workload
 
     return language_workload(case, ckpt, opts.corpus, opts.cache_dir)
 
@@ -245,7 +245,7 @@ TORCH_STREAM_BACKENDS = ("eager", "torchscript", "compile", "cuda-graph")
 def default_timer(case: Case, backend: Backend) -> Timer:
     """CUDA events for torch backends on a GPU; the host clock with a sync otherwise."""
     if case.device == "cuda" and case.backend in TORCH_STREAM_BACKENDS:
-        from .gpu import CudaEventTimer
+        from harness.gpu import CudaEventTimer
 
         return CudaEventTimer()
     return PerfCounterTimer(sync=backend.sync)
@@ -264,7 +264,7 @@ def kernel_profile(case: Case, call: Callable[[], object]) -> AfterTiming:
     bare loop)."""
     if case.device != "cuda":
         return None
-    from .gpu import count_kernels
+    from harness.gpu import count_kernels
 
     return functools.partial(count_kernels, call)
 
@@ -272,7 +272,7 @@ def kernel_profile(case: Case, call: Callable[[], object]) -> AfterTiming:
 def _measure_case(case: Case, group: PreparedGroup, opts: RunOptions) -> tuple[Record, AfterTiming]:
     probe = None
     if case.device == "cuda":
-        from .gpu import GpuCaseProbe
+        from harness.gpu import GpuCaseProbe
 
         # Device memory from before binding: a shape's CUDA-graph pool and compiled
         # workspaces are what serving it costs above what was already resident.
@@ -370,7 +370,7 @@ def compute_facts(
 ) -> Compute:
     """FLOPs and achieved TFLOP/s (every device); on a GPU also the share of the device's
     peak and the weight-reading floor (see :mod:`harness.roofline`)."""
-    from .roofline import forward_flops, lookup_peak, roofline, weight_bytes
+    from harness.roofline import forward_flops, lookup_peak, roofline, weight_bytes
 
     arch, spec = group.ckpt.arch, case.model
     per_batch = [

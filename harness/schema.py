@@ -14,8 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from .config import BUILTIN_DIR
-from .results import SCHEMA_VERSION, STATUSES, Record, RunMeta
+from harness.config import BUILTIN_DIR
+from harness.results import SCHEMA_VERSION, STATUSES, Record, RunMeta
 
 __all__ = ["RECORD_SCHEMA_PATH", "published_schema", "record_schema", "run_schema", "write_schema"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from .record_types import Summary as RecordSummary
+from harness.record_types import Summary as RecordSummary
 
 __all__ = [
     "Summary",

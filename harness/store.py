@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from .errors import HarnessError
-from .results import Record, RunMeta, load_run
+from harness.errors import HarnessError
+from harness.results import Record, RunMeta, load_run
 
 __all__ = ["RecordSink", "RunStore", "heal", "new_run_id", "write_atomic"]
 

@@ -14,11 +14,19 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from .config import DTYPES, MeasureSpec, ModelSpec, _check_keys, _typed, read_toml, resolve_model
-from .errors import HarnessError
+from harness.config import (
+    DTYPES,
+    MeasureSpec,
+    ModelSpec,
+    _check_keys,
+    _typed,
+    read_toml,
+    resolve_model,
+)
+from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from .record_types import CaseInfo
+    from harness.record_types import CaseInfo
 
 __all__ = [
     "DEVICES",
@@ -184,7 +192,7 @@ class SweepSpec:
 
 def load_sweep(path: Path) -> SweepSpec:
     """A sweep file, or the name of a built-in sweep (``default``, ``smoke``)."""
-    from .config import BUILTIN_SWEEPS_DIR
+    from harness.config import BUILTIN_SWEEPS_DIR
 
     if not path.exists() and path.suffix == "" and len(path.parts) == 1:
         builtin = BUILTIN_SWEEPS_DIR / f"{path.name}.toml"
@@ -202,7 +210,7 @@ def check_onnx_exports(
 ) -> None:
     """An ONNX export directory (no PyTorch weights) runs only on the ONNX Runtime backends,
     without the options that apply to the harness's own exports; refused up front."""
-    from .backends import BACKENDS
+    from harness.backends import BACKENDS
 
     torch_only = [b for b in backends if not BACKENDS[b].takes_onnx_exports]
     for spec in (s for s in specs if s.is_onnx_export):
@@ -221,7 +229,7 @@ def check_onnx_exports(
 
 def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
     """All cases of a sweep, grouped by (model, backend), cheapest shape first in a group."""
-    from .backends import check_backend
+    from harness.backends import check_backend
 
     specs = [resolve_model(ref, models_dir) for ref in sweep.models]
     names = [s.name for s in specs]

@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .corpus import Pairs, read_pairs
-from .errors import HarnessError
-from .record_types import Bucket, TokenizerInfo, Workload
-from .tokenization import TextTokenizer, get_tokenizer
-from .workloads import BOS, EOS, Batch, padded_batch, synthetic_batch
+from harness.corpus import Pairs, read_pairs
+from harness.errors import HarnessError
+from harness.record_types import Bucket, TokenizerInfo, Workload
+from harness.tokenization import TextTokenizer, get_tokenizer
+from harness.workloads import BOS, EOS, Batch, padded_batch, synthetic_batch
 
 if TYPE_CHECKING:
-    from .checkpoints import Checkpoint
-    from .sweep import Case
+    from harness.checkpoints import Checkpoint
+    from harness.sweep import Case
 
 __all__ = [
     "LanguageStats",

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .config import MeasureSpec
-from .stats import median_rel_ci, normalize_by_batch
+from harness.config import MeasureSpec
+from harness.stats import median_rel_ci, normalize_by_batch
 
 __all__ = ["PerfCounterTimer", "Samples", "Timer", "measure"]
 

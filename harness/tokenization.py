@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cache import seal_entry, usable
-from .corpus import available_languages, read_pairs
-from .errors import HarnessError
-from .record_types import TokenizerInfo
+from harness.cache import seal_entry, usable
+from harness.corpus import available_languages, read_pairs
+from harness.errors import HarnessError
+from harness.record_types import TokenizerInfo
 
 __all__ = ["TextTokenizer", "checkpoint_tokenizer", "get_tokenizer", "train_surrogate"]
 

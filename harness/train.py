@@ -27,14 +27,14 @@ from typing import Any
 
 import torch
 
-from .checkpoints import load_checkpoint
-from .config import ModelSpec
-from .corpus import read_pairs
-from .errors import HarnessError
-from .heads import build_hf_model
-from .textload import fold_ids
-from .tokenization import SURROGATE_FILE, TextTokenizer, get_tokenizer
-from .workloads import BOS, EOS, padded_batch
+from harness.checkpoints import load_checkpoint
+from harness.config import ModelSpec
+from harness.corpus import read_pairs
+from harness.errors import HarnessError
+from harness.heads import build_hf_model
+from harness.textload import fold_ids
+from harness.tokenization import SURROGATE_FILE, TextTokenizer, get_tokenizer
+from harness.workloads import BOS, EOS, padded_batch
 
 __all__ = ["TASKS", "TrainSpec", "train_intermediate"]
 
@@ -159,13 +159,13 @@ def train_intermediate(
     """Fine-tune ``baseline`` on ``spec.task``; save a loadable checkpoint directory at ``out``."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HarnessError(f"{out}: output directory exists and is not empty")
-    from .checkpoints import preflight
+    from harness.checkpoints import preflight
 
     preflight(baseline, allow_pickle=allow_pickle)  # one line, before minutes of loading
     torch.manual_seed(spec.seed)
     base = load_checkpoint(baseline, cache_dir, allow_pickle=allow_pickle)
     head = TASKS[spec.task]
-    from .checkpoints import xlmr_config
+    from harness.checkpoints import xlmr_config
 
     config = xlmr_config(
         ModelSpec(name=baseline.name, source="random-init", head=head, arch=base.arch, num_labels=3)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .record_types import WeightsInfo
+from harness.record_types import WeightsInfo
 
 __all__ = ["WeightStats", "weight_stats"]
 

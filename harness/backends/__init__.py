@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from ..errors import HarnessError
-from .base import Backend, BackendContext
-from .compiled import CompileBackend
-from .cudagraph import CudaGraphBackend
-from .eager import EagerBackend
-from .onnxruntime import OnnxRuntimeBackend, OnnxRuntimeFusedBackend, OnnxRuntimeInt8Backend
-from .torchscript import TorchScriptBackend
+from harness.backends.base import Backend, BackendContext
+from harness.backends.compiled import CompileBackend
+from harness.backends.cudagraph import CudaGraphBackend
+from harness.backends.eager import EagerBackend
+from harness.backends.onnxruntime import (
+    OnnxRuntimeBackend,
+    OnnxRuntimeFusedBackend,
+    OnnxRuntimeInt8Backend,
+)
+from harness.backends.torchscript import TorchScriptBackend
+from harness.errors import HarnessError
 
 __all__ = ["BACKENDS", "Backend", "BackendContext", "check_backend", "make_backend"]
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..checkpoints import Checkpoint
-    from ..workloads import Batch
+    from harness.checkpoints import Checkpoint
+    from harness.workloads import Batch
 
 __all__ = ["Backend", "BackendContext", "validate_options"]
 
@@ -19,7 +19,7 @@ __all__ = ["Backend", "BackendContext", "validate_options"]
 def validate_options(
     backend: str, options: dict[str, str], allowed: dict[str, tuple[str, ...]]
 ) -> None:
-    from ..errors import HarnessError
+    from harness.errors import HarnessError
 
     for key, value in options.items():
         if key not in allowed:

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from .base import BackendContext
-from .torchbase import TorchBackend
+from harness.backends.base import BackendContext
+from harness.backends.torchbase import TorchBackend
 
 if TYPE_CHECKING:
-    from ..checkpoints import Checkpoint
-    from ..workloads import Batch
+    from harness.checkpoints import Checkpoint
+    from harness.workloads import Batch
 
 __all__ = ["CudaGraphBackend"]
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from .torchbase import TorchBackend, cuda_unavailable, torch_dtype, torch_sync
+from harness.backends.torchbase import TorchBackend, cuda_unavailable, torch_dtype, torch_sync
 
 if TYPE_CHECKING:
-    from ..checkpoints import Checkpoint
-    from ..workloads import Batch
+    from harness.checkpoints import Checkpoint
+    from harness.workloads import Batch
 
 __all__ = ["EagerBackend", "cuda_unavailable", "torch_dtype", "torch_sync"]
 
@@ -35,7 +35,7 @@ class EagerBackend(TorchBackend):
         impl = getattr(ckpt.torch_model().model.config, "_attn_implementation", None)
         info = precision | self.variant_info()
         if self.packed:
-            from ..packing import PackedModel
+            from harness.packing import PackedModel
 
             self.module = PackedModel(self.module).eval()
             info |= {
@@ -50,7 +50,7 @@ class EagerBackend(TorchBackend):
             return super().bind(batch)
         from dataclasses import fields, replace
 
-        from ..packing import pack_batch
+        from harness.packing import pack_batch
 
         packed = pack_batch(batch.input_ids, batch.attention_mask)
         dev = self.ctx.device

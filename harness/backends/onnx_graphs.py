@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..cache import seal_entry, usable
-from ..env import cpu_isa
-from ..errors import HarnessError
-from ..onnx_export_dir import OnnxExport, inspect_export
+from harness.cache import seal_entry, usable
+from harness.env import cpu_isa
+from harness.errors import HarnessError
+from harness.onnx_export_dir import OnnxExport, inspect_export
 
 if TYPE_CHECKING:
-    from ..checkpoints import Checkpoint
-    from ..workloads import Batch
+    from harness.checkpoints import Checkpoint
+    from harness.workloads import Batch
 
 __all__ = [
     "EXPORTERS",
@@ -301,7 +301,7 @@ def _export_cached(
     }
 
     def build(staging: Path) -> None:
-        from ..fused import ExportModel
+        from harness.fused import ExportModel
 
         model = ExportModel(ckpt.torch_model().float().cpu()).eval()
         if exporter == "legacy":
@@ -346,7 +346,7 @@ def _offline(facts_file: Path, target: Path, args: list[str]) -> dict[str, Any]:
     """Run an offline rewrite once (cached with its facts: fusions, the child's peak RSS)."""
     import json
 
-    from .ort_offline import run_offline
+    from harness.backends.ort_offline import run_offline
 
     if not usable(target, [target, facts_file], "ONNX rewrite"):
         tmp = target.with_name(target.stem + ".tmp.onnx")

@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from ..errors import HarnessError
-from ..onnx_export_dir import OnnxExport, serving_output
-from .base import BackendContext, validate_options
-from .onnx_graphs import (
+from harness.backends.base import BackendContext, validate_options
+from harness.backends.onnx_graphs import (
     EXPORTERS,
     big_weights,
     export_graph,
@@ -27,10 +25,12 @@ from .onnx_graphs import (
     require_optimum,
     to_float16,
 )
+from harness.errors import HarnessError
+from harness.onnx_export_dir import OnnxExport, serving_output
 
 if TYPE_CHECKING:
-    from ..checkpoints import Checkpoint
-    from ..workloads import Batch
+    from harness.checkpoints import Checkpoint
+    from harness.workloads import Batch
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 SPINNING = ("stop", "on", "off")

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import HarnessError
+from harness.errors import HarnessError
 
 __all__ = ["run_offline"]
 

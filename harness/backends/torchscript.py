@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from .torchbase import TorchBackend
+from harness.backends.torchbase import TorchBackend
 
 if TYPE_CHECKING:
-    from ..checkpoints import Checkpoint
-    from ..workloads import Batch
+    from harness.checkpoints import Checkpoint
+    from harness.workloads import Batch
 
 
 class TorchScriptBackend(TorchBackend):

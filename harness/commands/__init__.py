@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import cache, check, compare, export, fetch, history, languages, report, run, serve, train
+from harness.commands import (
+    cache,
+    check,
+    compare,
+    export,
+    fetch,
+    history,
+    languages,
+    report,
+    run,
+    serve,
+    train,
+)
 
 MODULES: tuple[ModuleType, ...] = (
     run,

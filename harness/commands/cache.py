@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_CASES_FAILED, EXIT_OK, HarnessError
-from .common import default_cache, make_console
+from harness.commands.common import default_cache, make_console
+from harness.errors import EXIT_CASES_FAILED, EXIT_OK, HarnessError
 
 __all__ = ["register"]
 
@@ -22,7 +22,7 @@ def _size(n: int) -> str:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from ..cache import entries, remove
+    from harness.cache import entries, remove
 
     cache: Path = args.cache_dir or default_cache()
     if not cache.is_dir():

@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_OK, EXIT_REGRESSION, HarnessError
-from .common import default_cache, make_console, progress_bar
-from .compare import add_interleave_args, interleave_spec
+from harness.commands.common import default_cache, make_console, progress_bar
+from harness.commands.compare import add_interleave_args, interleave_spec
+from harness.errors import EXIT_OK, EXIT_REGRESSION, HarnessError
 
 __all__ = ["DEFAULT_SUITE", "register"]
 
@@ -20,8 +20,8 @@ DEFAULT_SUITE = Path("bench/ci/suite.toml")
 def _planned_suite(args: argparse.Namespace, models: tuple[str, ...] | None = None) -> Any:
     """The suite (with ``models`` in place of its own), checked: every checkpoint, the
     corpus and its languages, before anything is measured or written."""
-    from ..plan import plan_sweep
-    from ..sweep import load_sweep
+    from harness.plan import plan_sweep
+    from harness.sweep import load_sweep
 
     sweep = load_sweep(args.suite)
     if args.repeat is not None:
@@ -34,8 +34,8 @@ def _planned_suite(args: argparse.Namespace, models: tuple[str, ...] | None = No
 
 
 def _run_suite(args: argparse.Namespace, out: Path) -> Path:
-    from ..launcher import run_sweep
-    from ..runner import RunOptions
+    from harness.launcher import run_sweep
+    from harness.runner import RunOptions
 
     planned = _planned_suite(args)
     opts = RunOptions(
@@ -50,7 +50,7 @@ def _run_suite(args: argparse.Namespace, out: Path) -> Path:
 
 
 def _thresholds(args: argparse.Namespace) -> dict[str, float]:
-    from ..gate import DEFAULT_THRESHOLDS
+    from harness.gate import DEFAULT_THRESHOLDS
 
     out = dict(DEFAULT_THRESHOLDS)
     if args.threshold is not None:
@@ -67,8 +67,8 @@ def _thresholds(args: argparse.Namespace) -> dict[str, float]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..gate import GateSettings, gate_runs
-    from ..results import load_run
+    from harness.gate import GateSettings, gate_runs
+    from harness.results import load_run
 
     if args.refresh_baseline:
         return _refresh(args)
@@ -87,8 +87,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     baseline = load_run(args.baseline)
     if args.run is None and not args.allow_incomparable:
         # Refuse before spending minutes on a suite whose result could not be compared.
-        from ..comparison.decide import comparability_problems
-        from ..env import collect_env
+        from harness.comparison.decide import comparability_problems
+        from harness.env import collect_env
 
         problems = comparability_problems(baseline.meta.env, collect_env())
         if problems:
@@ -128,8 +128,8 @@ def _verdict(
 ) -> int:
     """What every gate mode prints and returns: the rows that moved (or all), the JSON, the
     regressions (exit 1), or the gate's power and a pass (exit 0)."""
-    from ..render.console import rich_table
-    from ..render.gate import gate_rows
+    from harness.render.console import rich_table
+    from harness.render.gate import gate_rows
 
     moved = [
         r
@@ -200,8 +200,8 @@ def cmd_check_abba(args: argparse.Namespace) -> int:
     process; pairs of neighbouring runs are the replicates (``gate_paired_runs``)."""
     import sys
 
-    from ..gate import GateSettings, gate_paired_runs
-    from ..results import load_run
+    from harness.gate import GateSettings, gate_paired_runs
+    from harness.results import load_run
 
     if args.pairs < 2:
         raise HarnessError("--pairs must be >= 2")
@@ -237,13 +237,13 @@ def cmd_check_interleaved(args: argparse.Namespace) -> int:
     """Baseline and candidate checkpoints measured side by side in the same job: rounds in a
     random order inside each of several fresh processes, paired per round (harness compare's
     machinery with the gate's threshold as the minimum effect). Exit 1 on any "slower"."""
-    from ..comparison.arms import comparisons_of, run_comparison
-    from ..comparison.decide import CompareSettings
-    from ..render.console import rich_table
-    from ..render.verdicts import summary_sentence, verdict_rows
-    from ..results import load_run
-    from ..runner import RunOptions
-    from ..sweep import load_sweep
+    from harness.comparison.arms import comparisons_of, run_comparison
+    from harness.comparison.decide import CompareSettings
+    from harness.render.console import rich_table
+    from harness.render.verdicts import summary_sentence, verdict_rows
+    from harness.results import load_run
+    from harness.runner import RunOptions
+    from harness.sweep import load_sweep
 
     base_model = args.baseline_model or load_sweep(args.suite).models[0]
     aa = args.candidate == base_model  # an A/A gate: the baseline against a second copy

@@ -14,8 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..cache import default_cache_dir
-from ..errors import HarnessError
+from harness.cache import default_cache_dir
+from harness.errors import HarnessError
 
 __all__ = [
     "DEFAULT_OUT",
@@ -48,7 +48,7 @@ def default_cache() -> Path:
 
 def run_options(args: argparse.Namespace, corpus: Path | None, **extra: Any) -> Any:
     """The :class:`~harness.runner.RunOptions` every measuring command builds from its flags."""
-    from ..runner import RunOptions
+    from harness.runner import RunOptions
 
     limits: dict[str, Any] = {}
     if getattr(args, "case_timeout", None) is not None:

@@ -7,10 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..comparison.spec import InterleaveSpec
-from ..errors import EXIT_OK, HarnessError
-from .common import DEFAULT_OUT, add_limit_args, make_console, progress_bar, run_options
-from .run import add_sweep_args, prepare_sweep
+from harness.commands.common import (
+    DEFAULT_OUT,
+    add_limit_args,
+    make_console,
+    progress_bar,
+    run_options,
+)
+from harness.commands.run import add_sweep_args, prepare_sweep
+from harness.comparison.spec import InterleaveSpec
+from harness.errors import EXIT_OK, HarnessError
 
 __all__ = [
     "add_interleave_args",
@@ -35,7 +41,7 @@ def add_stat_args(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from ..comparison.decide import CompareSettings
+    from harness.comparison.decide import CompareSettings
 
     return CompareSettings(
         margin=args.margin, min_effect=args.min_effect, alpha=args.alpha, correction=args.correction
@@ -71,7 +77,7 @@ def add_interleave_args(p: argparse.ArgumentParser, processes: int = DEFAULT_PRO
 
 
 def interleave_spec(args: argparse.Namespace) -> Any:
-    from ..comparison.arms import fresh_seed
+    from harness.comparison.arms import fresh_seed
 
     return InterleaveSpec(
         rounds=args.rounds,
@@ -84,8 +90,8 @@ def interleave_spec(args: argparse.Namespace) -> Any:
 
 
 def _compare_capacity(args: argparse.Namespace) -> int:
-    from ..serving.compare import compare_capacity_runs
-    from ..store import write_atomic
+    from harness.serving.compare import compare_capacity_runs
+    from harness.store import write_atomic
 
     a, b = args.runs
     if not 0 <= args.capacity_margin < 1:
@@ -107,15 +113,15 @@ def _compare_capacity(args: argparse.Namespace) -> int:
 
 
 def _compare_dirs(args: argparse.Namespace) -> int:
-    from ..serving.compare import is_serve_run
+    from harness.serving.compare import is_serve_run
 
     if any(is_serve_run(p) for p in args.runs):
         return _compare_capacity(args)
-    from ..comparison.arms import compare_run_dirs
-    from ..comparison.report import comparison_markdown
-    from ..render.console import rich_table
-    from ..render.verdicts import summary_sentence, verdict_rows
-    from ..store import write_atomic
+    from harness.comparison.arms import compare_run_dirs
+    from harness.comparison.report import comparison_markdown
+    from harness.render.console import rich_table
+    from harness.render.verdicts import summary_sentence, verdict_rows
+    from harness.store import write_atomic
 
     a, b = args.runs
     cmp = compare_run_dirs(a, b, settings_from_args(args), strict=not args.allow_incomparable)
@@ -126,7 +132,7 @@ def _compare_dirs(args: argparse.Namespace) -> int:
         console.print(f"[yellow]warning: {w}[/yellow]")
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        from ..render.html import markdown_to_html
+        from harness.render.html import markdown_to_html
 
         text = comparison_markdown(cmp, args.report.parent, heading="#")
         write_atomic(args.report, text)
@@ -143,18 +149,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if len(args.runs) != 2 or args.models:
             raise HarnessError("compare takes two run directories, or checkpoints with -m")
         return _compare_dirs(args)
-    from ..comparison.arms import run_comparison
-    from ..comparison.report import write_compare_report
-    from ..render.console import rich_table
-    from ..render.verdicts import verdict_rows
-    from ..results import load_run
+    from harness.comparison.arms import run_comparison
+    from harness.comparison.report import write_compare_report
+    from harness.render.console import rich_table
+    from harness.render.verdicts import verdict_rows
+    from harness.results import load_run
 
     settings = settings_from_args(args)
     spec = interleave_spec(args)
     if args.processes < 1:
         raise HarnessError("--processes must be >= 1")
     args.isolate, args.inline = False, True
-    from ..api import check_output
+    from harness.api import check_output
 
     check_output(args.out)
     prepared = prepare_sweep(args)
@@ -179,9 +185,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     run = load_run(path)
     report = write_compare_report(run, settings)
-    from ..comparison.arms import AA_SUFFIX, comparisons_of
-    from ..comparison.noise import noise_floor
-    from ..render.verdicts import summary_sentence
+    from harness.comparison.arms import AA_SUFFIX, comparisons_of
+    from harness.comparison.noise import noise_floor
+    from harness.render.verdicts import summary_sentence
 
     comparisons = comparisons_of(run, settings)
     aa = next((c for c in comparisons if c.candidate.endswith(AA_SUFFIX)), None)

@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_OK, HarnessError
+from harness.errors import EXIT_OK, HarnessError
 
 __all__ = ["register"]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..result_export import to_github_action_benchmark, write_table
-    from ..results import load_run
-    from ..store import write_atomic
+    from harness.result_export import to_github_action_benchmark, write_table
+    from harness.results import load_run
+    from harness.store import write_atomic
 
     if args.format in ("csv", "parquet"):
         if args.out is None:
@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
         "export", help="export a run: github-action-benchmark JSON, CSV or Parquet rows"
     )
     p.add_argument("run", type=Path)
-    from ..result_export import FORMATS
+    from harness.result_export import FORMATS
 
     p.add_argument("--format", choices=FORMATS, default="gab-smaller")
     p.add_argument("--out", type=Path, help="file to write (default: stdout)")

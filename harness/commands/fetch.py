@@ -6,14 +6,20 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_OK
-from .common import words
+from harness.commands.common import words
+from harness.errors import EXIT_OK
 
 __all__ = ["register"]
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from ..corpus import UPSTREAM, XTREME_CODES, XTREME_LANGUAGES, corpus_cache_dir, fetch_tatoeba
+    from harness.corpus import (
+        UPSTREAM,
+        XTREME_CODES,
+        XTREME_LANGUAGES,
+        corpus_cache_dir,
+        fetch_tatoeba,
+    )
 
     dest = args.dest or corpus_cache_dir()
     langs = [XTREME_CODES.get(c, c) for c in (args.languages or XTREME_LANGUAGES)]

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_OK, HarnessError
-from .common import make_console
+from harness.commands.common import make_console
+from harness.errors import EXIT_OK, HarnessError
 
 __all__ = ["register"]
 
@@ -15,9 +15,9 @@ DEFAULT_STORE = Path(".benchmarks/history")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from ..history import add_run, load_series
-    from ..render.console import rich_table
-    from ..results import load_run
+    from harness.history import add_run, load_series
+    from harness.render.console import rich_table
+    from harness.results import load_run
 
     console = make_console()
     if args.action == "add":

@@ -7,20 +7,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_OK
-from .common import default_cache, make_console, words
+from harness.commands.common import default_cache, make_console, words
+from harness.errors import EXIT_OK
 
 __all__ = ["register"]
 
 
 def cmd_languages(args: argparse.Namespace) -> int:
-    from ..config import resolve_model
-    from ..corpus import XTREME_LANGUAGES, available_languages, check_languages, resolve_corpus
-    from ..render.console import rich_table
-    from ..render.languages import stats_rows
-    from ..store import write_atomic
-    from ..textload import language_stats
-    from ..tokenization import get_tokenizer
+    from harness.config import resolve_model
+    from harness.corpus import (
+        XTREME_LANGUAGES,
+        available_languages,
+        check_languages,
+        resolve_corpus,
+    )
+    from harness.render.console import rich_table
+    from harness.render.languages import stats_rows
+    from harness.store import write_atomic
+    from harness.textload import language_stats
+    from harness.tokenization import get_tokenizer
 
     corpus = resolve_corpus(args.corpus)
     if args.languages == ("all",):

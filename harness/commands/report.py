@@ -6,27 +6,27 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_OK
-from .common import make_console
+from harness.commands.common import make_console
+from harness.errors import EXIT_OK
 
 __all__ = ["register"]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..render.console import rich_table
-    from ..render.rows import result_rows
-    from ..report import write_run_report
-    from ..results import load_run
+    from harness.render.console import rich_table
+    from harness.render.rows import result_rows
+    from harness.report import write_run_report
+    from harness.results import load_run
 
     run = load_run(args.run)
     console = make_console()
     if run.meta.kind == "compare":
-        from ..comparison.report import write_compare_report
+        from harness.comparison.report import write_compare_report
 
         report = write_compare_report(run)
     elif run.meta.kind == "serve":
-        from ..render.serving import capacity_rows
-        from ..report import write_serve_report
+        from harness.render.serving import capacity_rows
+        from harness.report import write_serve_report
 
         report = write_serve_report(run)
         console.print(rich_table(capacity_rows(run.latest()), run.meta.run_id))

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import HarnessError
-from .common import DEFAULT_OUT, make_console, run_options, words
+from harness.commands.common import DEFAULT_OUT, make_console, run_options, words
+from harness.errors import HarnessError
 
 __all__ = ["parse_duration", "register"]
 
@@ -24,10 +24,10 @@ def parse_duration(text: str) -> float:
 
 
 def _resumed(args: argparse.Namespace) -> Any:
-    from ..corpus import resolve_corpus
-    from ..results import load_run
-    from ..serving.loadgen import require_loadgen
-    from ..serving.spec import ServeSpec
+    from harness.corpus import resolve_corpus
+    from harness.results import load_run
+    from harness.serving.loadgen import require_loadgen
+    from harness.serving.spec import ServeSpec
 
     require_loadgen()
     if args.models or args.backends or args.languages:
@@ -39,13 +39,13 @@ def _resumed(args: argparse.Namespace) -> Any:
 
 
 def _spec(args: argparse.Namespace) -> Any:
-    from ..checkpoints import preflight
-    from ..corpus import resolve_corpus
-    from ..serving.loadgen import require_loadgen
-    from ..serving.spec import ServeSpec, check_serve_backends
-    from ..serving.traffic import traffic_name
-    from ..sweep import SweepSpec, expand
-    from .run import _backend_options
+    from harness.checkpoints import preflight
+    from harness.commands.run import _backend_options
+    from harness.corpus import resolve_corpus
+    from harness.serving.loadgen import require_loadgen
+    from harness.serving.spec import ServeSpec, check_serve_backends
+    from harness.serving.traffic import traffic_name
+    from harness.sweep import SweepSpec, expand
 
     require_loadgen()
     if not args.models or not args.backends or not args.languages:
@@ -93,12 +93,12 @@ def _spec(args: argparse.Namespace) -> Any:
 
 
 def cmd_serve_bench(args: argparse.Namespace) -> int:
-    from ..render.console import rich_table
-    from ..render.serving import capacity_rows
-    from ..report import write_serve_report
-    from ..results import load_run
-    from ..serving.bench import run_serve_bench
-    from .run import report_failed_cases
+    from harness.commands.run import report_failed_cases
+    from harness.render.console import rich_table
+    from harness.render.serving import capacity_rows
+    from harness.report import write_serve_report
+    from harness.results import load_run
+    from harness.serving.bench import run_serve_bench
 
     spec, corpus = _resumed(args) if args.resume is not None else _spec(args)
     opts = run_options(args, corpus)

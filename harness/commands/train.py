@@ -6,16 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import EXIT_OK
-from .common import default_cache, make_console
+from harness.commands.common import default_cache, make_console
+from harness.errors import EXIT_OK
 
 __all__ = ["register"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..config import resolve_model
-    from ..corpus import resolve_corpus
-    from ..train import TrainSpec, train_intermediate
+    from harness.config import resolve_model
+    from harness.corpus import resolve_corpus
+    from harness.train import TrainSpec, train_intermediate
 
     spec = TrainSpec(
         task=args.task,

@@ -8,16 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..config import ModelSpec
-from ..env import collect_env
-from ..errors import HarnessError
-from ..launcher import run_in_worker
-from ..record_types import CaseInfo
-from ..results import Record, Run, RunMeta, load_run, timestamp
-from ..runner import Event, RunOptions, error_record
-from ..store import RunStore, new_run_id
-from ..sweep import Case, SweepSpec, expand
-from .decide import (
+from harness.comparison.decide import (
     CompareSettings,
     Comparison,
     comparability_problems,
@@ -25,7 +16,16 @@ from .decide import (
     hardware_class,
     record_env,
 )
-from .interleave import InterleaveSpec, rotation, run_interleaved
+from harness.comparison.interleave import InterleaveSpec, rotation, run_interleaved
+from harness.config import ModelSpec
+from harness.env import collect_env
+from harness.errors import HarnessError
+from harness.launcher import run_in_worker
+from harness.record_types import CaseInfo
+from harness.results import Record, Run, RunMeta, load_run, timestamp
+from harness.runner import Event, RunOptions, error_record
+from harness.store import RunStore, new_run_id
+from harness.sweep import Case, SweepSpec, expand
 
 __all__ = ["AA_SUFFIX", "compare_run_dirs", "comparisons_of", "fresh_seed", "run_comparison"]
 

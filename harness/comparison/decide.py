@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from ..env import COMPARABLE_KEYS
-from ..errors import HarnessError
-from ..hierarchy import (
+from harness.comparison.alone import AloneCheck, alone_check
+from harness.env import COMPARABLE_KEYS
+from harness.errors import HarnessError
+from harness.hierarchy import (
     CALL_DTYPE,
     Estimate,
     calls_table,
@@ -48,10 +49,9 @@ from ..hierarchy import (
     suite_estimate,
     suite_paired,
 )
-from ..record_types import CaseInfo
-from ..results import Record
-from ..stats import adjust, by_batch
-from .alone import AloneCheck, alone_check
+from harness.record_types import CaseInfo
+from harness.results import Record
+from harness.stats import adjust, by_batch
 
 __all__ = [
     "VERDICTS",

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..memory import PeakRSS
-from ..results import Record
-from ..runner import (
+from harness.comparison.spec import InterleaveSpec
+from harness.memory import PeakRSS
+from harness.results import Record
+from harness.runner import (
     CaseInputs,
     Event,
     PreparedGroup,
@@ -48,10 +49,9 @@ from ..runner import (
     error_record,
     prepare_group,
 )
-from ..store import RunStore
-from ..sweep import Case
-from ..timing import Samples, Timer
-from .spec import InterleaveSpec
+from harness.store import RunStore
+from harness.sweep import Case
+from harness.timing import Samples, Timer
 
 __all__ = ["InterleaveSpec", "block_sizes", "rotation", "run_interleaved"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from statistics import median
 
-from .decide import Comparison
+from harness.comparison.decide import Comparison
 
 __all__ = ["noise_floor"]
 

@@ -7,16 +7,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..render.html import markdown_to_html
-from ..render.markdown import md_table
-from ..render.verdicts import count_rows, plot_ratios, summary_sentence, verdict_rows
-from ..report import checkpoint_rows, damage_lines, environment_lines
-from ..results import Run
-from ..store import write_atomic
-from .alone import TOLERANCE
-from .arms import AA_SUFFIX, comparisons_of
-from .decide import CompareSettings, Comparison
-from .noise import noise_floor
+from harness.comparison.alone import TOLERANCE
+from harness.comparison.arms import AA_SUFFIX, comparisons_of
+from harness.comparison.decide import CompareSettings, Comparison
+from harness.comparison.noise import noise_floor
+from harness.render.html import markdown_to_html
+from harness.render.markdown import md_table
+from harness.render.verdicts import count_rows, plot_ratios, summary_sentence, verdict_rows
+from harness.report import checkpoint_rows, damage_lines, environment_lines
+from harness.results import Run
+from harness.store import write_atomic
 
 __all__ = ["comparison_markdown", "write_compare_report"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..gate import GateRow, GateSettings
-from .rows import fmt_bytes, fmt_ms, fmt_rate
+from harness.gate import GateRow, GateSettings
+from harness.render.rows import fmt_bytes, fmt_ms, fmt_rate
 
 __all__ = ["gate_rows"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..results import Record
-from .rows import fmt_bytes, fmt_ms, options_text
+from harness.render.rows import fmt_bytes, fmt_ms, options_text
+from harness.results import Record
 
 __all__ = ["gpu_rows", "kernel_rows", "target_lines"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .rows import fmt_ms, fmt_rate, options_text
+from harness.render.rows import fmt_ms, fmt_rate, options_text
 
 if TYPE_CHECKING:
-    from ..results import Record
-    from ..textload import LanguageStats
+    from harness.results import Record
+    from harness.textload import LanguageStats
 
 __all__ = ["best_policy_rows", "language_result_rows", "stats_rows"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from ..results import Record
-from .plots import _save
+from harness.render.plots import _save
+from harness.results import Record
 
 __all__ = ["capacity_rows", "plot_latency_vs_qps", "probe_rows"]
 

@@ -10,8 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-from ..comparison.decide import VERDICTS, Comparison, PairResult
-from .rows import fmt_bytes, fmt_ms
+from harness.comparison.decide import VERDICTS, Comparison, PairResult
+from harness.render.rows import fmt_bytes, fmt_ms
 
 __all__ = ["count_rows", "plot_ratios", "summary_sentence", "verdict_rows"]
 

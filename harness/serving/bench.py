@@ -22,17 +22,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
-from ..errors import HarnessError
-from ..memory import PeakRSS
-from ..record_types import BatchingInfo, Scenario, ServingEnergy, Summary, TokenizerInfo
-from ..results import Record, RunMeta, timestamp
-from ..runner import PreparedGroup, RunOptions, error_record, memory_facts, prepare_group
-from ..store import RunStore, new_run_id
-from ..sweep import Case
-from ..workloads import padded_batch
-from .batcher import Request, default_edges
-from .capacity import Capacity, find_capacity
-from .loadgen import (
+from harness.errors import HarnessError
+from harness.memory import PeakRSS
+from harness.record_types import BatchingInfo, Scenario, ServingEnergy, Summary, TokenizerInfo
+from harness.results import Record, RunMeta, timestamp
+from harness.runner import PreparedGroup, RunOptions, error_record, memory_facts, prepare_group
+from harness.serving.batcher import Request, default_edges
+from harness.serving.capacity import Capacity, find_capacity
+from harness.serving.loadgen import (
     Batching,
     ScenarioResult,
     ScenarioSettings,
@@ -40,8 +37,11 @@ from .loadgen import (
     run_confirmed,
     run_scenario,
 )
-from .spec import ServeSpec, serve_case_id
-from .traffic import Traffic, build_traffic
+from harness.serving.spec import ServeSpec, serve_case_id
+from harness.serving.traffic import Traffic, build_traffic
+from harness.store import RunStore, new_run_id
+from harness.sweep import Case
+from harness.workloads import padded_batch
 
 __all__ = ["run_serve_bench"]
 
@@ -240,7 +240,7 @@ class _Serving:
 def _energy_meter(device: str) -> Any:
     if device != "cuda":
         return None
-    from ..gpu import EnergyMeter
+    from harness.gpu import EnergyMeter
 
     meter = EnergyMeter()
     meter.start()
@@ -255,7 +255,7 @@ def _serve_group(
     emit: Callable[[ServeEvent], None],
     done: set[str],
 ) -> None:
-    from ..tokenization import get_tokenizer
+    from harness.tokenization import get_tokenizer
 
     assert opts.corpus is not None
     todo = [
@@ -367,7 +367,7 @@ def run_serve_bench(
     """Measure every (checkpoint, backend, traffic, policy) into a new run directory under
     ``out`` (or the cases ``resume``'s run has not finished); returns the run's path."""
     require_loadgen()
-    from ..env import collect_env
+    from harness.env import collect_env
 
     if opts.corpus is None:
         raise HarnessError("serve-bench needs real sentences: a corpus directory")

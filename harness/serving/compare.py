@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..comparison.decide import comparability_problems
-from ..errors import HarnessError
-from ..results import Record, load_run
-from .capacity import Capacity, compare_brackets
+from harness.comparison.decide import comparability_problems
+from harness.errors import HarnessError
+from harness.results import Record, load_run
+from harness.serving.capacity import Capacity, compare_brackets
 
 __all__ = ["CapacityComparison", "compare_capacity_runs", "is_serve_run"]
 

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from ..errors import HarnessError
-from ..record_types import ScenarioRun
-from .batcher import DynamicBatcher, Request
-from .server import BatchingServer
+from harness.errors import HarnessError
+from harness.record_types import ScenarioRun
+from harness.serving.batcher import DynamicBatcher, Request
+from harness.serving.server import BatchingServer
 
 __all__ = [
     "SCENARIOS",

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from .batcher import DynamicBatcher, Request
+from harness.serving.batcher import DynamicBatcher, Request
 
 __all__ = ["BatchingServer"]
 
