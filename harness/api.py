@@ -3,7 +3,7 @@
 Every function checks its whole input first — every checkpoint, the corpus and its
 languages, the output directory — and raises :class:`~harness.errors.HarnessError` with the
 one-line message the CLI prints, having written nothing. Measuring functions return the run
-directory's contents (:class:`~harness.results.Run`); nothing here prints.
+directory's contents (:class:`~harness.records.results.Run`); nothing here prints.
 
     import harness
 
@@ -26,11 +26,11 @@ from harness.errors import HarnessError
 
 if TYPE_CHECKING:
     from harness.comparison.decide import CompareSettings, Comparison
+    from harness.comparison.gate import GateRow, GateSettings
     from harness.comparison.spec import InterleaveSpec
-    from harness.gate import GateRow, GateSettings
-    from harness.results import Run
-    from harness.runner import Event
-    from harness.sweep import SweepSpec
+    from harness.execution.runner import Event
+    from harness.records.results import Run
+    from harness.spec.sweep import SweepSpec
 
 __all__ = [
     "check_output",
@@ -61,9 +61,9 @@ def check_output(out: str | Path) -> Path:
 
 
 def sweep_spec(spec: SweepSpec | str | Path | None = None, **changes: Any) -> SweepSpec:
-    """A :class:`~harness.sweep.SweepSpec`: a built-in name (``"smoke"``), a TOML file, or
+    """A :class:`~harness.spec.sweep.SweepSpec`: a built-in name (``"smoke"``), a TOML file, or
     the defaults, with ``changes`` applied (``models=[...]``, ``batch_sizes=[...]``, ...)."""
-    from harness.sweep import SweepSpec, load_sweep
+    from harness.spec.sweep import SweepSpec, load_sweep
 
     base = spec if isinstance(spec, SweepSpec) else load_sweep(Path(spec)) if spec else SweepSpec()
     tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
@@ -72,7 +72,7 @@ def sweep_spec(spec: SweepSpec | str | Path | None = None, **changes: Any) -> Sw
 
 def _options(cache_dir: str | Path | None, corpus: Path | None, **extra: Any) -> Any:
     from harness.cache import default_cache_dir
-    from harness.runner import RunOptions
+    from harness.execution.runner import RunOptions
 
     return RunOptions(
         cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(), corpus=corpus, **extra
@@ -89,9 +89,9 @@ def run(
     **changes: Any,
 ) -> Run:
     """Measure a sweep (see :func:`sweep_spec`) into a new run directory under ``out``."""
-    from harness.launcher import run_sweep
-    from harness.plan import plan_sweep
-    from harness.results import load_run
+    from harness.execution.launcher import run_sweep
+    from harness.execution.plan import plan_sweep
+    from harness.records.results import load_run
 
     root = check_output(out)
     planned = plan_sweep(sweep_spec(spec, **changes), allow_pickle=allow_pickle)
@@ -121,10 +121,10 @@ def compare(
     report, and returns the comparisons."""
     from harness.comparison.arms import comparisons_of, fresh_seed, run_comparison
     from harness.comparison.decide import CompareSettings
-    from harness.comparison.report import write_compare_report
     from harness.comparison.spec import InterleaveSpec
-    from harness.plan import plan_sweep
-    from harness.results import load_run
+    from harness.execution.plan import plan_sweep
+    from harness.records.results import load_run
+    from harness.render.comparison import write_compare_report
 
     if processes < 1:
         raise HarnessError("processes must be >= 1")
@@ -165,8 +165,8 @@ def gate(
 ) -> list[GateRow]:
     """The stored-baseline gate: every (case, metric) row of ``candidate`` against
     ``baseline``; a row with ``regression`` set fails a build."""
-    from harness.gate import GateSettings, gate_runs
-    from harness.results import load_run
+    from harness.comparison.gate import GateSettings, gate_runs
+    from harness.records.results import load_run
 
     rows, _ = gate_runs(
         load_run(Path(baseline)), load_run(Path(candidate)), settings or GateSettings()
@@ -176,15 +176,15 @@ def gate(
 
 def load(path: str | Path) -> Run:
     """A run directory's records (typed, migrated from older schema versions)."""
-    from harness.results import load_run
+    from harness.records.results import load_run
 
     return load_run(Path(path))
 
 
 def export_rows(run_or_path: Run | str | Path) -> Sequence[dict[str, Any]]:
     """One flat row per record (what ``harness export`` writes as CSV or Parquet)."""
-    from harness.result_export import flat_rows
-    from harness.results import Run
+    from harness.records.export import flat_rows
+    from harness.records.results import Run
 
     run_obj = run_or_path if isinstance(run_or_path, Run) else load(run_or_path)
     return flat_rows(run_obj)

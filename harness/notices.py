@@ -8,7 +8,7 @@ import warnings
 from typing import TextIO
 
 from harness.cache import CacheRebuiltWarning
-from harness.results import DamagedRecordsWarning
+from harness.records.results import DamagedRecordsWarning
 
 __all__ = ["USER_WARNINGS", "show_user_warnings"]
 

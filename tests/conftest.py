@@ -45,8 +45,8 @@ def _records_follow_the_published_schema() -> Iterator[None]:
 
     import jsonschema
 
-    from harness.schema import RECORD_SCHEMA_PATH
-    from harness.store import RunStore
+    from harness.records.schema import RECORD_SCHEMA_PATH
+    from harness.records.store import RunStore
 
     validator = jsonschema.Draft202012Validator(json.loads(RECORD_SCHEMA_PATH.read_text()))
     original = RunStore.append

@@ -58,7 +58,7 @@ class SwitchingClock:
 
 
 def hanging_group_job(hang_on: str, cases: list[dict[str, object]]) -> object:
-    """A worker job (see ``harness.launcher``) that records every case ok but never returns
+    """A worker job (see ``harness.execution.launcher``) that records every case ok but never returns
     from the one whose id contains ``hang_on``: a backend call that hangs."""
     import functools
 
@@ -68,7 +68,7 @@ def hanging_group_job(hang_on: str, cases: list[dict[str, object]]) -> object:
 def _hanging_group(hang_on: str, cases: list[dict[str, object]], store, opts, emit) -> None:  # type: ignore[no-untyped-def]
     import time
 
-    from harness.results import Record
+    from harness.records.results import Record
 
     for case in cases:
         case_id = str(case["case_id"]) if "case_id" in case else _case_id(case)
@@ -81,7 +81,7 @@ def _hanging_group(hang_on: str, cases: list[dict[str, object]], store, opts, em
 
 
 def _case_id(case: dict[str, object]) -> str:
-    from harness.sweep import Case
+    from harness.spec.sweep import Case
 
     return Case.from_dict(case).case_id  # type: ignore[arg-type]
 

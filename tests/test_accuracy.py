@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.accuracy import accuracy_facts
-from harness.config import MeasureSpec
-from harness.launcher import run_sweep
-from harness.results import load_run
-from harness.runner import RunOptions
-from harness.sweep import SweepSpec
+from harness.execution.launcher import run_sweep
+from harness.execution.runner import RunOptions
+from harness.measure.accuracy import accuracy_facts
+from harness.records.results import load_run
+from harness.spec.config import MeasureSpec
+from harness.spec.sweep import SweepSpec
 
 
 def test_identical_outputs_are_exact() -> None:

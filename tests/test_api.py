@@ -9,7 +9,7 @@ import pytest
 
 import harness
 from harness.cli import main
-from harness.config import MeasureSpec
+from harness.spec.config import MeasureSpec
 
 
 def _cli_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

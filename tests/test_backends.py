@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from harness.backends import BACKENDS, BackendContext, check_backend, make_backend
-from harness.checkpoints import load_checkpoint
-from harness.config import HEADS, ArchSpec, ModelSpec
+from harness.checkpoints.load import load_checkpoint
 from harness.errors import HarnessError
-from harness.workloads import synthetic_batch
+from harness.inputs.workloads import synthetic_batch
+from harness.spec.config import HEADS, ArchSpec, ModelSpec
 
 TINY = ArchSpec(layers=2, hidden=32, ffn=64, heads=4, vocab=500, max_positions=130)
 CPU_BACKENDS = ("eager", "torchscript", "onnxruntime", "onnxruntime-fused")
@@ -155,7 +155,7 @@ def test_fused_qkv_keeps_parity(head: str, backend: str, cache_dir: Path) -> Non
 
 
 def test_fused_qkv_has_one_projection_per_layer(cache_dir: Path) -> None:
-    from harness.fused import fuse_qkv
+    from harness.backends.fused import fuse_qkv
 
     ckpt = load_checkpoint(_spec("encoder"), cache_dir)
     fused = fuse_qkv(ckpt.model)
@@ -165,15 +165,15 @@ def test_fused_qkv_has_one_projection_per_layer(cache_dir: Path) -> None:
 
 
 def test_fused_qkv_refuses_an_unknown_layout() -> None:
-    from harness.fused import fuse_qkv
-    from harness.heads import ServingModel
+    from harness.backends.fused import fuse_qkv
+    from harness.checkpoints.heads import ServingModel
 
     with pytest.raises(HarnessError, match="fuse_qkv: .* has no 'embeddings'"):
         fuse_qkv(ServingModel(torch.nn.Linear(2, 2), "encoder"))
 
 
 def test_bf16_on_cpu_says_whether_it_is_native(cache_dir: Path) -> None:
-    from harness.env import cpu_isa
+    from harness.records.env import cpu_isa
 
     ckpt = load_checkpoint(_spec("encoder"), cache_dir)
     b = make_backend("eager", BackendContext("cpu", "bfloat16", 1, cache_dir))

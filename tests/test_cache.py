@@ -10,7 +10,7 @@ import pytest
 
 from harness.cache import CacheRebuiltWarning, check, entries, manifest_of, seal_entry, usable
 from harness.cli import main
-from harness.results import load_run
+from harness.records.results import load_run
 
 
 def test_an_entry_that_matches_its_manifest_is_used(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from harness.calibrate import speed_factor, speed_probe
+from harness.measure.calibrate import speed_factor, speed_probe
 
 from .fakes import FakeTimer
 

@@ -32,8 +32,8 @@ from harness.commands.compare import DEFAULT_PROCESSES
 from harness.comparison.decide import CompareSettings, paired_estimate, verdict_of
 from harness.comparison.interleave import block_sizes
 from harness.comparison.spec import InterleaveSpec
-from harness.hierarchy import CALL_DTYPE
-from harness.stats import adjust
+from harness.stats.hierarchy import CALL_DTYPE
+from harness.stats.summary import adjust
 
 from .noise_sim import SCENARIOS, simulate
 

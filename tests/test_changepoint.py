@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.changepoint import e_divisive
+from harness.stats.changepoint import e_divisive
 
 
 def test_planted_step_is_found() -> None:

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.checkpoints import build_random_init, load_checkpoint, preflight
-from harness.config import ArchSpec, ModelSpec, resolve_model
+from harness.checkpoints.load import build_random_init, load_checkpoint, preflight
 from harness.errors import HarnessError
+from harness.spec.config import ArchSpec, ModelSpec, resolve_model
 
 ARCH = ArchSpec(layers=1, hidden=16, ffn=32, heads=2, vocab=300, max_positions=40)
 
@@ -31,7 +31,7 @@ def test_random_init_is_cached_and_deterministic(cache_dir: Path) -> None:
 def test_weight_numerics_count_zeros_and_subnormals(cache_dir: Path) -> None:
     ckpt = load_checkpoint(_spec(name="numerics"), cache_dir)
     base_zero = ckpt.weights.zero_share
-    from harness.weights import weight_stats
+    from harness.checkpoints.weights import weight_stats
 
     with torch.no_grad():
         w = ckpt.model.model.encoder.layer[0].intermediate.dense.weight

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.results import SCHEMA_VERSION, load_run
+from harness.records.results import SCHEMA_VERSION, load_run
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["--max-time", "0.2", "--inline"]
@@ -103,8 +103,8 @@ def _broken_checkpoints(tmp_path: Path, cache_dir: Path) -> dict[str, Path]:
     """Copies of the tiny model's checkpoint, each broken one way."""
     import shutil
 
-    from harness.checkpoints import build_random_init
-    from harness.config import resolve_model
+    from harness.checkpoints.load import build_random_init
+    from harness.spec.config import resolve_model
 
     good = build_random_init(resolve_model("xlmr-tiny"), cache_dir)
     out: dict[str, Path] = {}
@@ -347,8 +347,8 @@ def test_a_run_with_failed_cases_exits_3_and_lists_them(
     import torch
     from safetensors.torch import load_file, save_file
 
-    from harness.checkpoints import build_random_init
-    from harness.config import resolve_model
+    from harness.checkpoints.load import build_random_init
+    from harness.spec.config import resolve_model
 
     ckpt = tmp_path / "nan-ckpt"
     shutil.copytree(build_random_init(resolve_model("xlmr-tiny"), cache_dir), ckpt)

@@ -11,8 +11,8 @@ from harness.comparison.arms import comparisons_of
 from harness.comparison.decide import CompareSettings, compare_records
 from harness.comparison.noise import noise_floor
 from harness.errors import HarnessError
+from harness.records.results import Record, load_run
 from harness.render.verdicts import summary_sentence
-from harness.results import Record, load_run
 
 
 def _rec(model: str, key: str, scale: float, seed: int, n: int = 200, **kw: object) -> Record:
@@ -106,8 +106,8 @@ def intermediate(
 
 
 def test_trained_checkpoint_is_a_real_checkpoint(intermediate: Path, cache_dir: Path) -> None:
-    from harness.checkpoints import load_checkpoint
-    from harness.config import resolve_model
+    from harness.checkpoints.load import load_checkpoint
+    from harness.spec.config import resolve_model
 
     log = json.loads((intermediate / "training_log.json").read_text())
     assert log["steps"] == 60 and len(log["log"]) == 60
@@ -255,9 +255,9 @@ def test_compare_processes_share_the_launchers_watchdog(cache_dir: Path, tmp_pat
     are recorded as errors with the reason (the launcher's machinery, not a bare join)."""
     from harness.comparison.arms import run_comparison
     from harness.comparison.spec import InterleaveSpec
-    from harness.config import MeasureSpec
-    from harness.runner import RunOptions
-    from harness.sweep import SweepSpec
+    from harness.execution.runner import RunOptions
+    from harness.spec.config import MeasureSpec
+    from harness.spec.sweep import SweepSpec
 
     sweep = SweepSpec(
         models=("xlmr-tiny",),

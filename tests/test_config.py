@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import ArchSpec, MeasureSpec, ModelSpec, arch_from_config, resolve_model
 from harness.errors import HarnessError
+from harness.spec.config import ArchSpec, MeasureSpec, ModelSpec, arch_from_config, resolve_model
 
 
 def test_builtin_specs_have_xlmr_hyperparameters() -> None:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.corpus import (
+from harness.errors import HarnessError
+from harness.inputs.corpus import (
     XTREME_LANGUAGES,
     available_languages,
     check_languages,
@@ -12,7 +13,6 @@ from harness.corpus import (
     read_pairs,
     resolve_corpus,
 )
-from harness.errors import HarnessError
 
 
 def _write(d: Path, lang: str, text: list[str], eng: list[str]) -> None:
@@ -102,7 +102,7 @@ def test_corpus_resolution_never_looks_beside_the_checkout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only what the user gave ($HARNESS_TATOEBA, --corpus) or the download cache counts."""
-    from harness.corpus import corpus_cache_dir, find_corpus
+    from harness.inputs.corpus import corpus_cache_dir, find_corpus
 
     monkeypatch.delenv("HARNESS_TATOEBA", raising=False)
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))

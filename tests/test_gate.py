@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.config import MeasureSpec
+from harness.comparison.gate import GateSettings, gate_runs
 from harness.errors import HarnessError
-from harness.gate import GateSettings, gate_runs
-from harness.hierarchy import stratified_ratio
-from harness.history import add_run, load_series
-from harness.launcher import run_sweep
-from harness.result_export import to_github_action_benchmark
-from harness.results import load_run
-from harness.runner import RunOptions
-from harness.sweep import SweepSpec
+from harness.execution.launcher import run_sweep
+from harness.execution.runner import RunOptions
+from harness.records.export import to_github_action_benchmark
+from harness.records.history import add_run, load_series
+from harness.records.results import load_run
+from harness.spec.config import MeasureSpec
+from harness.spec.sweep import SweepSpec
+from harness.stats.hierarchy import stratified_ratio
 
 from .fakes import FakeTimer
 
@@ -196,8 +196,8 @@ def test_every_case_has_a_speed_probe(runs: dict[str, Path]) -> None:
 
 def _replicated_run(root: Path, name: str, scales: list[float], seed: int) -> Path:
     """A run whose case was measured once per entry of ``scales`` (one 'process' each)."""
-    from harness.results import Record, RunMeta
-    from harness.store import RunStore
+    from harness.records.results import Record, RunMeta
+    from harness.records.store import RunStore
 
     rng = np.random.default_rng(seed)
     store = RunStore.create(
@@ -248,7 +248,7 @@ def test_replicated_planted_slowdown_is_caught(tmp_path: Path) -> None:
 
 
 def test_replicated_memory_needs_every_run_above(tmp_path: Path) -> None:
-    from harness.gate import _replicate_rows
+    from harness.comparison.gate import _replicate_rows
 
     base = load_run(_replicated_run(tmp_path, "a", [1.0, 1.0, 1.0], 5))
     cand = load_run(_replicated_run(tmp_path, "b", [1.0, 1.0, 1.0], 6))
@@ -270,8 +270,8 @@ def test_replicated_memory_needs_every_run_above(tmp_path: Path) -> None:
 def test_a_p_value_of_exactly_zero_is_the_strongest_evidence(tmp_path: Path) -> None:
     """Old bug: ``p or 1.0`` turned p == 0.0 (Welch at zero variance) into 1.0 and the worst
     regressions passed. Constant runs, 20 % slower: p is exactly 0 and must fail the gate."""
-    from harness.results import Record, RunMeta
-    from harness.store import RunStore
+    from harness.records.results import Record, RunMeta
+    from harness.records.store import RunStore
 
     def constant_run(name: str, value: float) -> Path:
         store = RunStore.create(
@@ -328,9 +328,9 @@ def test_interleaved_gate_sees_a_deeper_candidate_and_passes_itself(
 
 
 def test_one_metric_registry_serves_gate_and_history() -> None:
-    from harness.gate import DEFAULT_THRESHOLDS
-    from harness.history import METRICS as HISTORY
-    from harness.metrics import METRICS
+    from harness.comparison.gate import DEFAULT_THRESHOLDS
+    from harness.records.history import METRICS as HISTORY
+    from harness.spec.metrics import METRICS
 
     assert set(METRICS) == set(HISTORY)
     # The gate's defaults cover the closed-loop metrics; capacity only applies to serve-bench.
@@ -343,8 +343,8 @@ def test_one_metric_registry_serves_gate_and_history() -> None:
 def test_abba_pairs_cancel_drift_and_see_a_small_slowdown(tmp_path: Path) -> None:
     """Runs drift by ±15 % from pair to pair, but both runs of a pair share it: a 6 %
     slowdown is a regression, the same machine without it is not."""
-    from harness.gate import gate_paired_runs
-    from harness.results import load_run as load
+    from harness.comparison.gate import gate_paired_runs
+    from harness.records.results import load_run as load
 
     drift = [1.0, 1.15, 0.88, 1.07, 0.93]
     base = [_replicated_run(tmp_path, f"a{i}", [d], 10 + i) for i, d in enumerate(drift)]
@@ -379,8 +379,8 @@ def _suite_run(root: Path, name: str, scale: float, repeats: int, seed: int) -> 
     """A realistic stored-baseline suite: 24 cases (the CI suite's size), each run
     ``repeats`` times, every run of every case off by its own run-to-run offset (σ = 3 %, as
     measured between runs on the shared VM), calls with 3 % noise around it."""
-    from harness.results import Record, RunMeta
-    from harness.store import RunStore
+    from harness.records.results import Record, RunMeta
+    from harness.records.store import RunStore
 
     rng = np.random.default_rng(seed)
     store = RunStore.create(

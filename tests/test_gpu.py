@@ -12,12 +12,18 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.backends import BackendContext, check_backend, make_backend
-from harness.checkpoints import load_checkpoint
-from harness.config import HEADS, ArchSpec, MeasureSpec, ModelSpec, resolve_model
+from harness.checkpoints.load import load_checkpoint
 from harness.errors import HarnessError
-from harness.gpu import EnergyMeter
-from harness.roofline import energy_per_1k, forward_flops, lookup_peak, roofline, weight_bytes
-from harness.workloads import synthetic_batch
+from harness.inputs.workloads import synthetic_batch
+from harness.measure.gpu import EnergyMeter
+from harness.measure.roofline import (
+    energy_per_1k,
+    forward_flops,
+    lookup_peak,
+    roofline,
+    weight_bytes,
+)
+from harness.spec.config import HEADS, ArchSpec, MeasureSpec, ModelSpec, resolve_model
 
 ARCH = ArchSpec(layers=2, hidden=64, ffn=128, heads=4, vocab=500, max_positions=130)
 
@@ -167,7 +173,7 @@ def test_compile_backend_parity_on_cpu(cache_dir: Path) -> None:
 @pytest.mark.parametrize("backend", ["eager", "torchscript", "cuda-graph", "compile"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_gpu_backend_parity(backend: str, dtype: str, cache_dir: Path) -> None:
-    from harness.parity import parity_tolerance
+    from harness.measure.parity import parity_tolerance
 
     ckpt = load_checkpoint(ModelSpec(name="gpu-parity", source="random-init", arch=ARCH), cache_dir)
     probe = synthetic_batch(3, 24, ARCH.vocab, seed=5, pad_rows=True)
@@ -182,10 +188,10 @@ def test_gpu_backend_parity(backend: str, dtype: str, cache_dir: Path) -> None:
 
 @pytest.mark.gpu
 def test_gpu_sweep_records_gpu_facts(tmp_path: Path, cache_dir: Path) -> None:
-    from harness.launcher import run_sweep
-    from harness.results import load_run
-    from harness.runner import RunOptions
-    from harness.sweep import SweepSpec
+    from harness.execution.launcher import run_sweep
+    from harness.execution.runner import RunOptions
+    from harness.records.results import load_run
+    from harness.spec.sweep import SweepSpec
 
     sweep = SweepSpec(
         models=("xlmr-tiny",),
@@ -210,7 +216,7 @@ def test_gpu_sweep_records_gpu_facts(tmp_path: Path, cache_dir: Path) -> None:
 
 
 def _gpu_record(backend: str, batch: int, seq: int, p50: float, tflops: float) -> Any:
-    from harness.results import Record
+    from harness.records.results import Record
 
     return Record(
         case_id=f"xlmr-large/{backend}/cuda/bfloat16/b{batch}/s{seq}/t1",
@@ -256,7 +262,7 @@ def test_gpu_report_sections_and_targets() -> None:
 
 
 def test_gpu_report_shows_where_a_call_spends_its_time() -> None:
-    from harness.kernels import KernelTime, breakdown
+    from harness.measure.kernels import KernelTime, breakdown
     from harness.render.gpu import kernel_rows
 
     rec = _gpu_record("cuda-graph", 1, 128, 1.2e-3, 80.0)
@@ -270,7 +276,7 @@ def test_gpu_report_shows_where_a_call_spends_its_time() -> None:
 
 
 def test_gpu_sweep_file_loads() -> None:
-    from harness.sweep import load_sweep
+    from harness.spec.sweep import load_sweep
 
     sweep = load_sweep(Path(__file__).resolve().parent.parent / "bench" / "gpu" / "large.toml")
     assert sweep.device == "cuda" and sweep.dtypes == ("bfloat16",)
@@ -345,7 +351,7 @@ def test_cuda_graph_replays_several_shapes_in_one_backend(cache_dir: Path) -> No
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["eager", "cuda-graph"])
 def test_gpu_fused_qkv_parity(backend: str, cache_dir: Path) -> None:
-    from harness.parity import parity_tolerance
+    from harness.measure.parity import parity_tolerance
 
     ckpt = load_checkpoint(ModelSpec(name="gpu-fused", source="random-init", arch=ARCH), cache_dir)
     probe = synthetic_batch(3, 24, ARCH.vocab, seed=5, pad_rows=True)
@@ -365,7 +371,7 @@ def test_gpu_fused_qkv_parity(backend: str, cache_dir: Path) -> None:
 )
 def test_gpu_sweep_files_have_valid_options(name: str) -> None:
     from harness.backends import BACKENDS
-    from harness.sweep import load_sweep
+    from harness.spec.sweep import load_sweep
 
     sweep = load_sweep(Path(__file__).resolve().parent.parent / "bench" / "gpu" / f"{name}.toml")
     assert sweep.device == "cuda" and sweep.models == ("xlmr-large",)
@@ -377,7 +383,7 @@ def test_gpu_case_probe_counts_memory_from_binding_and_energy_after_the_first_ca
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The probe's bookkeeping with torch.cuda's allocator calls faked (CPU-only check)."""
-    from harness import gpu
+    from harness.measure import gpu as gpu
 
     state = {"allocated": 1000, "peak": 1000}
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)

@@ -1,4 +1,4 @@
-"""The estimators of :mod:`harness.hierarchy`: what each replicate gives, where each fails.
+"""The estimators of :mod:`harness.stats.hierarchy`: what each replicate gives, where each fails.
 
 The scoring on the shared noise simulator is in ``test_calibration.py``; here are the
 properties that can be checked exactly, and the failures of the designs this replaced."""
@@ -12,7 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from harness.comparison.decide import CompareSettings, verdict_of
-from harness.hierarchy import (
+from harness.stats.hierarchy import (
     CALL_DTYPE,
     Estimate,
     calls_table,
@@ -249,7 +249,7 @@ def test_moderation_keeps_coverage_for_a_suite_of_few_runs() -> None:
 def test_the_suite_interval_covers_when_cases_share_their_processes() -> None:
     """An arm is prepared once per process and serves all its cases: a process's leaning is
     common to them. Treating cases as independent covered the truth 58 % of the time here."""
-    from harness.hierarchy import suite_estimate, suite_paired
+    from harness.stats.hierarchy import suite_estimate, suite_paired
 
     rng = np.random.default_rng(12)
     covered_paired = covered_indep = 0

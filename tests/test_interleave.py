@@ -14,11 +14,11 @@ from harness.comparison.arms import comparisons_of, fresh_seed, run_comparison
 from harness.comparison.decide import CompareSettings
 from harness.comparison.interleave import block_sizes, rotation
 from harness.comparison.spec import InterleaveSpec
-from harness.config import MeasureSpec
 from harness.errors import HarnessError
-from harness.results import load_run
-from harness.runner import RunOptions
-from harness.sweep import SweepSpec
+from harness.execution.runner import RunOptions
+from harness.records.results import load_run
+from harness.spec.config import MeasureSpec
+from harness.spec.sweep import SweepSpec
 
 from .fakes import SwitchingClock
 
@@ -60,8 +60,8 @@ def _compare(
 ) -> tuple[object, list[object]]:
     """xlmr-tiny against xlmr-tiny-deep on a switching fake clock, 4 inline processes;
     the deeper arm costs ``slower`` times the baseline's."""
-    from harness.checkpoints import load_checkpoint
-    from harness.config import resolve_model
+    from harness.checkpoints.load import load_checkpoint
+    from harness.spec.config import resolve_model
 
     tiny = load_checkpoint(resolve_model("xlmr-tiny"), cache_dir).torch_model()
     small = sum(p.numel() for p in tiny.parameters())
@@ -114,7 +114,7 @@ def test_a_short_warmup_leaves_the_penalty_in(tmp_path: Path, cache_dir: Path) -
 
 def test_the_alone_check_flags_a_moved_p50() -> None:
     from harness.comparison.alone import alone_check
-    from harness.results import Record
+    from harness.records.results import Record
 
     def rec(p: int, interleaved: float, solo: float) -> Record:
         return Record(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kernels import KernelTime, breakdown, kernel_kind
+from harness.measure.kernels import KernelTime, breakdown, kernel_kind
 
 # Names as torch.profiler reports them on an H200 (torch 2.11, cuBLAS 13, Inductor).
 NAMES = [

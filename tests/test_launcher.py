@@ -17,11 +17,11 @@ import psutil
 import pytest
 
 from harness.cli import main
-from harness.config import MeasureSpec
-from harness.launcher import run_sweep
-from harness.results import load_run
-from harness.runner import RunOptions
-from harness.sweep import SweepSpec, expand
+from harness.execution.launcher import run_sweep
+from harness.execution.runner import RunOptions
+from harness.records.results import load_run
+from harness.spec.config import MeasureSpec
+from harness.spec.sweep import SweepSpec, expand
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -286,7 +286,7 @@ def test_an_error_record_keeps_the_whole_traceback(
 
 def test_what_a_killed_worker_wrote_counts_as_finished(tmp_path: Path) -> None:
     """Its last "done" event may die in the queue's feeder thread; the store does not lie."""
-    from harness.launcher import _written_since
+    from harness.execution.launcher import _written_since
 
     f = tmp_path / "records.jsonl"
     f.write_text('{"case_id": "m/a"}\n')
@@ -310,9 +310,9 @@ def test_the_watchdog_ends_a_call_that_never_returns(tmp_path: Path) -> None:
     the case is recorded as an error naming the limit, and the group's other cases run."""
     import functools
 
-    from harness.launcher import _run_isolated
-    from harness.results import RunMeta
-    from harness.store import RunStore
+    from harness.execution.launcher import _run_isolated
+    from harness.records.results import RunMeta
+    from harness.records.store import RunStore
 
     from .fakes import hanging_group_job
 
@@ -335,9 +335,9 @@ def test_the_watchdog_ends_a_call_that_never_returns(tmp_path: Path) -> None:
 
 
 def test_a_worker_beyond_its_memory_ceiling_fails_out_of_memory(tmp_path: Path) -> None:
-    from harness.launcher import run_in_worker
-    from harness.results import RunMeta
-    from harness.store import RunStore
+    from harness.execution.launcher import run_in_worker
+    from harness.records.results import RunMeta
+    from harness.records.store import RunStore
 
     from .fakes import greedy_job
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.checkpoints import build_random_init
+from harness.checkpoints.load import build_random_init
+from harness.checkpoints.onnx_export import inspect_export, is_onnx_export_dir, serving_output
 from harness.cli import main
-from harness.config import resolve_model
-from harness.onnx_export_dir import inspect_export, is_onnx_export_dir, serving_output
-from harness.results import load_run
+from harness.records.results import load_run
+from harness.spec.config import resolve_model
 
 FAST = ["--max-time", "0.2", "--inline", "--threads", "1"]
 
@@ -192,9 +192,9 @@ def test_an_optimum_export_loads_and_runs(
 def test_optimum_as_the_harness_exporter_keeps_parity(head: str, cache_dir: Path) -> None:
     pytest.importorskip("optimum.exporters.onnx")
     from harness.backends import BackendContext, make_backend
-    from harness.checkpoints import load_checkpoint
-    from harness.config import ArchSpec, ModelSpec
-    from harness.workloads import synthetic_batch
+    from harness.checkpoints.load import load_checkpoint
+    from harness.inputs.workloads import synthetic_batch
+    from harness.spec.config import ArchSpec, ModelSpec
 
     arch = ArchSpec(layers=2, hidden=32, ffn=64, heads=4, vocab=500, max_positions=130)
     spec = ModelSpec(name=f"o-{head}", source="random-init", head=head, arch=arch)

@@ -10,16 +10,16 @@ import pytest
 import torch
 
 from harness.backends import BackendContext, make_backend
-from harness.checkpoints import load_checkpoint
-from harness.config import ArchSpec, MeasureSpec, ModelSpec
+from harness.checkpoints.load import load_checkpoint
 from harness.errors import HarnessError
-from harness.launcher import run_sweep
-from harness.packing import pack_batch, plan_rows
-from harness.results import load_run
-from harness.runner import RunOptions
-from harness.sweep import SweepSpec
-from harness.textload import bucket_batches, ceiling_batches
-from harness.workloads import padded_batch
+from harness.execution.launcher import run_sweep
+from harness.execution.runner import RunOptions
+from harness.inputs.packing import pack_batch, plan_rows
+from harness.inputs.textload import bucket_batches, ceiling_batches
+from harness.inputs.workloads import padded_batch
+from harness.records.results import load_run
+from harness.spec.config import ArchSpec, MeasureSpec, ModelSpec
+from harness.spec.sweep import SweepSpec
 
 TINY = ArchSpec(layers=2, hidden=32, ffn=64, heads=4, vocab=500, max_positions=130)
 

@@ -1,4 +1,4 @@
-"""One preflight for every command (:mod:`harness.plan`): bad input gets one line and exit
+"""One preflight for every command (:mod:`harness.execution.plan`): bad input gets one line and exit
 2 within seconds, and nothing is written."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.checkpoints import hub_problem
+from harness.checkpoints.load import hub_problem
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.plan import plan_sweep
-from harness.sweep import SweepSpec
+from harness.execution.plan import plan_sweep
+from harness.spec.sweep import SweepSpec
 
 
 def _suite(tmp_path: Path) -> Path:

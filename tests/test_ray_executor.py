@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from harness.errors import HarnessError
-from harness.launcher import run_sweep
-from harness.ray_executor import NODE_RESOURCE, RayTarget, connect, parse_executor
-from harness.results import load_run
-from harness.runner import RunOptions
-from harness.sweep import MeasureSpec, SweepSpec, expand
+from harness.execution.launcher import run_sweep
+from harness.execution.ray_executor import NODE_RESOURCE, RayTarget, connect, parse_executor
+from harness.execution.runner import RunOptions
+from harness.records.results import load_run
+from harness.spec.sweep import MeasureSpec, SweepSpec, expand
 
 ray = pytest.importorskip("ray")
 
@@ -214,7 +214,7 @@ def test_an_unreachable_cluster_is_refused_before_anything_is_written(
 
 def test_records_from_different_hardware_are_never_pooled() -> None:
     from harness.comparison.decide import merge_records
-    from harness.results import Record
+    from harness.records.results import Record
 
     case = {"backend": "eager"}
     a = Record("m/eager/x", case, "ok", samples=[1.0, 1.1], host={"hardware": "Xeon · no GPU"})
@@ -227,8 +227,8 @@ def test_records_from_different_hardware_are_never_pooled() -> None:
 
 
 def test_results_of_a_mixed_cluster_are_grouped_by_hardware_and_versions() -> None:
+    from harness.records.results import Record
     from harness.render.rows import host_label, result_rows
-    from harness.results import Record
 
     def rec(batch: int, cpu: str) -> Record:
         case = {

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.config import MeasureSpec
-from harness.launcher import run_sweep
-from harness.runner import RunOptions
-from harness.sweep import SweepSpec
+from harness.execution.launcher import run_sweep
+from harness.execution.runner import RunOptions
+from harness.spec.config import MeasureSpec
+from harness.spec.sweep import SweepSpec
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.results import SCHEMA_VERSION, Record, RunMeta, load_run
-from harness.store import RunStore
+from harness.records.results import SCHEMA_VERSION, Record, RunMeta, load_run
+from harness.records.store import RunStore
 
 DATA = Path(__file__).parent / "data"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from harness import runner
-from harness.config import MeasureSpec, resolve_model
-from harness.results import Record
-from harness.sweep import Case
+from harness.execution import runner as runner
+from harness.records.results import Record
+from harness.spec.config import MeasureSpec, resolve_model
+from harness.spec.sweep import Case
 
 
 class ListSink:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import jsonschema
 
-from harness.results import Record, load_run
-from harness.schema import RECORD_SCHEMA_PATH, published_schema
+from harness.records.results import Record, load_run
+from harness.records.schema import RECORD_SCHEMA_PATH, published_schema
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ DATA = Path(__file__).resolve().parent / "data"
 
 def test_the_shipped_schema_is_generated_from_the_dataclasses() -> None:
     shipped = json.loads(RECORD_SCHEMA_PATH.read_text(encoding="utf-8"))
-    assert shipped == published_schema(), "run `python -m harness.schema` and commit"
+    assert shipped == published_schema(), "run `python -m harness.records.schema` and commit"
     jsonschema.Draft202012Validator.check_schema(shipped)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.results import load_run
+from harness.records.results import load_run
 
 QUICK = [
     "--min-duration",
@@ -124,7 +124,7 @@ def test_compare_two_serving_runs_on_capacity(
 
 
 def test_history_records_capacity_for_serving_runs(serve_run: Path, tmp_path: Path) -> None:
-    from harness.history import add_run
+    from harness.records.history import add_run
 
     entry = json.loads(add_run(tmp_path / "h", load_run(serve_run)).read_text())
     assert all("capacity" in m for m in entry["metrics"].values())
@@ -186,7 +186,7 @@ def test_missing_loadgen_says_which_extra_to_install(
 
 
 def test_export_of_a_serving_run_carries_capacity(serve_run: Path) -> None:
-    from harness.result_export import flat_rows
+    from harness.records.export import flat_rows
 
     run = load_run(serve_run)
     rows = flat_rows(run)

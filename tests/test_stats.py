@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.stats import adjust, median_rel_ci, summarize
+from harness.stats.summary import adjust, median_rel_ci, summarize
 
 
 def test_summarize_percentiles_and_warnings() -> None:

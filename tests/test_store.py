@@ -1,4 +1,4 @@
-"""Run directories that heal and never glue (:mod:`harness.store`)."""
+"""Run directories that heal and never glue (:mod:`harness.records.store`)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import MeasureSpec
 from harness.errors import HarnessError
-from harness.launcher import run_sweep
-from harness.results import DamagedRecordsWarning, Record, RunMeta, load_run
-from harness.runner import RunOptions
-from harness.store import RunStore, heal
-from harness.sweep import SweepSpec
+from harness.execution.launcher import run_sweep
+from harness.execution.runner import RunOptions
+from harness.records.results import DamagedRecordsWarning, Record, RunMeta, load_run
+from harness.records.store import RunStore, heal
+from harness.spec.config import MeasureSpec
+from harness.spec.sweep import SweepSpec
 
 TINY = SweepSpec(
     name="torn",
@@ -78,8 +78,8 @@ def test_a_full_disk_leaves_no_torn_record(tmp_path: Path) -> None:
     code = (
         "import resource, sys\n"
         "from pathlib import Path\n"
-        "from harness.store import RunStore\n"
-        "from harness.results import Record\n"
+        "from harness.records.store import RunStore\n"
+        "from harness.records.results import Record\n"
         f"resource.setrlimit(resource.RLIMIT_FSIZE, ({size + 30}, {size + 30}))\n"
         "store = RunStore(Path(sys.argv[1]))\n"
         "store.append(Record(case_id='c1', case={}, status='ok', samples=[0.01] * 50))\n"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.sweep import Case, SweepSpec, expand, load_sweep
+from harness.spec.sweep import Case, SweepSpec, expand, load_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def test_bad_sweeps(changes: dict[str, object], message: str) -> None:
 
 
 def test_builtin_sweeps_load_by_name_and_expand() -> None:
-    from harness.config import BUILTIN_SWEEPS_DIR
+    from harness.spec.config import BUILTIN_SWEEPS_DIR
 
     names = sorted(p.stem for p in BUILTIN_SWEEPS_DIR.glob("*.toml"))
     assert {"default", "smoke"} <= set(names)
@@ -119,7 +119,7 @@ def test_bench_cpu_sweeps_load_and_expand() -> None:
 @pytest.mark.parametrize("name", ["seed-study-cpu", "seed-study-gpu"])
 def test_the_seed_study_sweeps_load(name: str) -> None:
     """The cluster-scale sweeps the README points to parse, and hold the study's size."""
-    from harness.sweep import load_sweep
+    from harness.spec.sweep import load_sweep
 
     sweep = load_sweep(Path(__file__).resolve().parent.parent / "bench" / "ray" / f"{name}.toml")
     assert len(sweep.models) == 10  # the baseline and nine intermediate tasks

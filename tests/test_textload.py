@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import MeasureSpec
-from harness.launcher import run_sweep
-from harness.results import load_run
-from harness.runner import RunOptions
-from harness.sweep import SweepSpec
-from harness.textload import build_batches, language_stats
-from harness.tokenization import train_surrogate
+from harness.execution.launcher import run_sweep
+from harness.execution.runner import RunOptions
+from harness.inputs.textload import build_batches, language_stats
+from harness.inputs.tokenization import train_surrogate
+from harness.records.results import load_run
+from harness.spec.config import MeasureSpec
+from harness.spec.sweep import SweepSpec
 
 ROWS = [[0] + [9] * (n - 2) + [2] for n in (2, 5, 3, 8)]  # lengths with <s> and </s>
 

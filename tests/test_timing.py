@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import MeasureSpec
-from harness.timing import PerfCounterTimer, measure
+from harness.measure.timing import PerfCounterTimer, measure
+from harness.spec.config import MeasureSpec
 
 from .fakes import FakeTimer
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.tokenization import checkpoint_tokenizer, get_tokenizer, train_surrogate
+from harness.inputs.tokenization import checkpoint_tokenizer, get_tokenizer, train_surrogate
 
 
 def test_surrogate_is_deterministic_and_identified(small_corpus: Path, tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_surrogate_is_deterministic_and_identified(small_corpus: Path, tmp_path:
 def test_surrogate_is_trained_without_measured_sentences(
     small_corpus: Path, tmp_path: Path
 ) -> None:
-    from harness.tokenization import _training_text
+    from harness.inputs.tokenization import _training_text
 
     text = _training_text(small_corpus).splitlines()
     measured = (small_corpus / "tatoeba.deu-eng.deu").read_text(encoding="utf-8").splitlines()[0::2]

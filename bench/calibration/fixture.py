@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from harness.comparison.decide import interleaved_calls
-from harness.hierarchy import block_medians
-from harness.results import Record, load_run
+from harness.records.results import Record, load_run
+from harness.stats.hierarchy import block_medians
 
 
 def _rounds(records: list[Record]) -> list[list[float]]:

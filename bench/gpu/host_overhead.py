@@ -45,9 +45,9 @@ def main() -> None:
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     from harness.cache import default_cache_dir
-    from harness.config import MeasureSpec, resolve_model
-    from harness.runner import RunOptions, case_inputs, prepare_group
-    from harness.sweep import Case
+    from harness.execution.runner import RunOptions, case_inputs, prepare_group
+    from harness.spec.config import MeasureSpec, resolve_model
+    from harness.spec.sweep import Case
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -125,7 +125,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     kernels = {}
     if dev == "cuda":
-        from harness.gpu import count_kernels
+        from harness.measure.gpu import count_kernels
 
         kernels = {"harness": count_kernels(harness_calls[0]), "bare": count_kernels(bare_calls[0])}
         round_("after one profiled call")

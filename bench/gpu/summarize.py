@@ -15,10 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-from harness.record_types import case_options
+from harness.records.results import Record, load_run
+from harness.records.types import case_options
 from harness.render.gpu import target_lines
 from harness.render.markdown import md_table
-from harness.results import Record, load_run
 
 
 def _variant(r: Record) -> str:

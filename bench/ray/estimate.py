@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from statistics import median
 
-from harness.results import load_run
-from harness.sweep import load_sweep
+from harness.records.results import load_run
+from harness.spec.sweep import load_sweep
 
 
 def main(run_dir: str, sweep_file: str) -> None:

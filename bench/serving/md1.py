@@ -17,7 +17,7 @@ import argparse
 import statistics
 import time
 
-from harness.env import cpu_model
+from harness.records.env import cpu_model
 from harness.serving.batcher import Request
 from harness.serving.capacity import find_capacity
 from harness.serving.loadgen import Batching, ScenarioSettings, run_confirmed, run_scenario

@@ -26,8 +26,8 @@ from harness.backends.base import BackendContext
 from harness.backends.torchbase import TorchBackend
 
 if TYPE_CHECKING:
-    from harness.checkpoints import Checkpoint
-    from harness.workloads import Batch
+    from harness.checkpoints.load import Checkpoint
+    from harness.inputs.workloads import Batch
 
 __all__ = ["CudaGraphBackend"]
 

@@ -1,8 +1,8 @@
 """PyTorch eager under ``inference_mode`` with SDPA attention (transformers' default here;
-``attn_implementation=eager`` is a load-time option, see :func:`harness.checkpoints.load_checkpoint`).
+``attn_implementation=eager`` is a load-time option, see :func:`harness.checkpoints.load.load_checkpoint`).
 
 Option ``pack=true`` runs unpadded: each bound batch is packed into rows with a block-diagonal
-attention mask (:mod:`harness.packing`), so no padded position is computed."""
+attention mask (:mod:`harness.inputs.packing`), so no padded position is computed."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 from harness.backends.torchbase import TorchBackend, cuda_unavailable, torch_dtype, torch_sync
 
 if TYPE_CHECKING:
-    from harness.checkpoints import Checkpoint
-    from harness.workloads import Batch
+    from harness.checkpoints.load import Checkpoint
+    from harness.inputs.workloads import Batch
 
 __all__ = ["EagerBackend", "cuda_unavailable", "torch_dtype", "torch_sync"]
 
@@ -35,7 +35,7 @@ class EagerBackend(TorchBackend):
         impl = getattr(ckpt.torch_model().model.config, "_attn_implementation", None)
         info = precision | self.variant_info()
         if self.packed:
-            from harness.packing import PackedModel
+            from harness.inputs.packing import PackedModel
 
             self.module = PackedModel(self.module).eval()
             info |= {
@@ -50,7 +50,7 @@ class EagerBackend(TorchBackend):
             return super().bind(batch)
         from dataclasses import fields, replace
 
-        from harness.packing import pack_batch
+        from harness.inputs.packing import pack_batch
 
         packed = pack_batch(batch.input_ids, batch.attention_mask)
         dev = self.ctx.device

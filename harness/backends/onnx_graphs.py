@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from harness.cache import seal_entry, usable
-from harness.env import cpu_isa
+from harness.checkpoints.onnx_export import OnnxExport, inspect_export
 from harness.errors import HarnessError
-from harness.onnx_export_dir import OnnxExport, inspect_export
+from harness.records.env import cpu_isa
 
 if TYPE_CHECKING:
-    from harness.checkpoints import Checkpoint
-    from harness.workloads import Batch
+    from harness.checkpoints.load import Checkpoint
+    from harness.inputs.workloads import Batch
 
 __all__ = [
     "EXPORTERS",
@@ -145,7 +145,7 @@ def export_graph(
     what it takes and returns, so the backend serves the head's output from it."""
     exporter = resolve_exporter(requested)
     info: dict[str, Any] = {
-        "exported_module": "harness.fused.ExportModel (BERT's classic attention graph)",
+        "exported_module": "harness.backends.fused.ExportModel (BERT's classic attention graph)",
     }
     given = ckpt.onnx
     if given is not None:
@@ -301,7 +301,7 @@ def _export_cached(
     }
 
     def build(staging: Path) -> None:
-        from harness.fused import ExportModel
+        from harness.backends.fused import ExportModel
 
         model = ExportModel(ckpt.torch_model().float().cpu()).eval()
         if exporter == "legacy":

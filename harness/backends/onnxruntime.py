@@ -25,12 +25,12 @@ from harness.backends.onnx_graphs import (
     require_optimum,
     to_float16,
 )
+from harness.checkpoints.onnx_export import OnnxExport, serving_output
 from harness.errors import HarnessError
-from harness.onnx_export_dir import OnnxExport, serving_output
 
 if TYPE_CHECKING:
-    from harness.checkpoints import Checkpoint
-    from harness.workloads import Batch
+    from harness.checkpoints.load import Checkpoint
+    from harness.inputs.workloads import Batch
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 SPINNING = ("stop", "on", "off")

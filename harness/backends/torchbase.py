@@ -13,8 +13,8 @@ import torch
 from harness.backends.base import BackendContext, validate_options
 
 if TYPE_CHECKING:
-    from harness.checkpoints import Checkpoint
-    from harness.workloads import Batch
+    from harness.checkpoints.load import Checkpoint
+    from harness.inputs.workloads import Batch
 
 __all__ = ["TorchBackend", "cuda_unavailable", "torch_dtype", "torch_sync"]
 
@@ -71,11 +71,11 @@ class TorchBackend(abc.ABC):
         """The model on the case's device and dtype, and the matmul precision that was set."""
         precision: dict[str, Any] = {}
         if self.ctx.device == "cuda":
-            from harness.gpu import set_precision
+            from harness.measure.gpu import set_precision
 
             precision = set_precision(self.ctx.dtype)
         elif self.ctx.dtype in ("bfloat16", "float16"):
-            from harness.env import cpu_isa
+            from harness.records.env import cpu_isa
 
             isa = cpu_isa()
             native = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("amx_fp16",)}
@@ -87,7 +87,7 @@ class TorchBackend(abc.ABC):
             ckpt.torch_model().to(device=self.ctx.device, dtype=torch_dtype(self.ctx.dtype)).eval()
         )
         if self.ctx.option("fuse_qkv", "false") == "true":
-            from harness.fused import fuse_qkv
+            from harness.backends.fused import fuse_qkv
 
             model = fuse_qkv(model)
         return model, precision

@@ -15,8 +15,8 @@ import torch
 from harness.backends.torchbase import TorchBackend
 
 if TYPE_CHECKING:
-    from harness.checkpoints import Checkpoint
-    from harness.workloads import Batch
+    from harness.checkpoints.load import Checkpoint
+    from harness.inputs.workloads import Batch
 
 
 class TorchScriptBackend(TorchBackend):

@@ -20,8 +20,8 @@ DEFAULT_SUITE = Path("bench/ci/suite.toml")
 def _planned_suite(args: argparse.Namespace, models: tuple[str, ...] | None = None) -> Any:
     """The suite (with ``models`` in place of its own), checked: every checkpoint, the
     corpus and its languages, before anything is measured or written."""
-    from harness.plan import plan_sweep
-    from harness.sweep import load_sweep
+    from harness.execution.plan import plan_sweep
+    from harness.spec.sweep import load_sweep
 
     sweep = load_sweep(args.suite)
     if args.repeat is not None:
@@ -34,8 +34,8 @@ def _planned_suite(args: argparse.Namespace, models: tuple[str, ...] | None = No
 
 
 def _run_suite(args: argparse.Namespace, out: Path) -> Path:
-    from harness.launcher import run_sweep
-    from harness.runner import RunOptions
+    from harness.execution.launcher import run_sweep
+    from harness.execution.runner import RunOptions
 
     planned = _planned_suite(args)
     opts = RunOptions(
@@ -50,7 +50,7 @@ def _run_suite(args: argparse.Namespace, out: Path) -> Path:
 
 
 def _thresholds(args: argparse.Namespace) -> dict[str, float]:
-    from harness.gate import DEFAULT_THRESHOLDS
+    from harness.comparison.gate import DEFAULT_THRESHOLDS
 
     out = dict(DEFAULT_THRESHOLDS)
     if args.threshold is not None:
@@ -67,8 +67,8 @@ def _thresholds(args: argparse.Namespace) -> dict[str, float]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.gate import GateSettings, gate_runs
-    from harness.results import load_run
+    from harness.comparison.gate import GateSettings, gate_runs
+    from harness.records.results import load_run
 
     if args.refresh_baseline:
         return _refresh(args)
@@ -88,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.run is None and not args.allow_incomparable:
         # Refuse before spending minutes on a suite whose result could not be compared.
         from harness.comparison.decide import comparability_problems
-        from harness.env import collect_env
+        from harness.records.env import collect_env
 
         problems = comparability_problems(baseline.meta.env, collect_env())
         if problems:
@@ -200,8 +200,8 @@ def cmd_check_abba(args: argparse.Namespace) -> int:
     process; pairs of neighbouring runs are the replicates (``gate_paired_runs``)."""
     import sys
 
-    from harness.gate import GateSettings, gate_paired_runs
-    from harness.results import load_run
+    from harness.comparison.gate import GateSettings, gate_paired_runs
+    from harness.records.results import load_run
 
     if args.pairs < 2:
         raise HarnessError("--pairs must be >= 2")
@@ -239,11 +239,11 @@ def cmd_check_interleaved(args: argparse.Namespace) -> int:
     machinery with the gate's threshold as the minimum effect). Exit 1 on any "slower"."""
     from harness.comparison.arms import comparisons_of, run_comparison
     from harness.comparison.decide import CompareSettings
+    from harness.execution.runner import RunOptions
+    from harness.records.results import load_run
     from harness.render.console import rich_table
     from harness.render.verdicts import summary_sentence, verdict_rows
-    from harness.results import load_run
-    from harness.runner import RunOptions
-    from harness.sweep import load_sweep
+    from harness.spec.sweep import load_sweep
 
     base_model = args.baseline_model or load_sweep(args.suite).models[0]
     aa = args.candidate == base_model  # an A/A gate: the baseline against a second copy

@@ -90,8 +90,8 @@ def interleave_spec(args: argparse.Namespace) -> Any:
 
 
 def _compare_capacity(args: argparse.Namespace) -> int:
+    from harness.records.store import write_atomic
     from harness.serving.compare import compare_capacity_runs
-    from harness.store import write_atomic
 
     a, b = args.runs
     if not 0 <= args.capacity_margin < 1:
@@ -118,10 +118,10 @@ def _compare_dirs(args: argparse.Namespace) -> int:
     if any(is_serve_run(p) for p in args.runs):
         return _compare_capacity(args)
     from harness.comparison.arms import compare_run_dirs
-    from harness.comparison.report import comparison_markdown
+    from harness.records.store import write_atomic
+    from harness.render.comparison import comparison_markdown
     from harness.render.console import rich_table
     from harness.render.verdicts import summary_sentence, verdict_rows
-    from harness.store import write_atomic
 
     a, b = args.runs
     cmp = compare_run_dirs(a, b, settings_from_args(args), strict=not args.allow_incomparable)
@@ -150,10 +150,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise HarnessError("compare takes two run directories, or checkpoints with -m")
         return _compare_dirs(args)
     from harness.comparison.arms import run_comparison
-    from harness.comparison.report import write_compare_report
+    from harness.records.results import load_run
+    from harness.render.comparison import write_compare_report
     from harness.render.console import rich_table
     from harness.render.verdicts import verdict_rows
-    from harness.results import load_run
 
     settings = settings_from_args(args)
     spec = interleave_spec(args)

@@ -15,9 +15,9 @@ __all__ = ["register"]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from harness.result_export import to_github_action_benchmark, write_table
-    from harness.results import load_run
-    from harness.store import write_atomic
+    from harness.records.export import to_github_action_benchmark, write_table
+    from harness.records.results import load_run
+    from harness.records.store import write_atomic
 
     if args.format in ("csv", "parquet"):
         if args.out is None:
@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
         "export", help="export a run: github-action-benchmark JSON, CSV or Parquet rows"
     )
     p.add_argument("run", type=Path)
-    from harness.result_export import FORMATS
+    from harness.records.export import FORMATS
 
     p.add_argument("--format", choices=FORMATS, default="gab-smaller")
     p.add_argument("--out", type=Path, help="file to write (default: stdout)")

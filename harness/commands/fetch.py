@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from harness.corpus import (
+    from harness.inputs.corpus import (
         UPSTREAM,
         XTREME_CODES,
         XTREME_LANGUAGES,

@@ -15,9 +15,9 @@ DEFAULT_STORE = Path(".benchmarks/history")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from harness.history import add_run, load_series
+    from harness.records.history import add_run, load_series
+    from harness.records.results import load_run
     from harness.render.console import rich_table
-    from harness.results import load_run
 
     console = make_console()
     if args.action == "add":

@@ -14,18 +14,18 @@ __all__ = ["register"]
 
 
 def cmd_languages(args: argparse.Namespace) -> int:
-    from harness.config import resolve_model
-    from harness.corpus import (
+    from harness.inputs.corpus import (
         XTREME_LANGUAGES,
         available_languages,
         check_languages,
         resolve_corpus,
     )
+    from harness.inputs.textload import language_stats
+    from harness.inputs.tokenization import get_tokenizer
+    from harness.records.store import write_atomic
     from harness.render.console import rich_table
     from harness.render.languages import stats_rows
-    from harness.store import write_atomic
-    from harness.textload import language_stats
-    from harness.tokenization import get_tokenizer
+    from harness.spec.config import resolve_model
 
     corpus = resolve_corpus(args.corpus)
     if args.languages == ("all",):

@@ -13,20 +13,20 @@ __all__ = ["register"]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.records.results import load_run
     from harness.render.console import rich_table
     from harness.render.rows import result_rows
-    from harness.report import write_run_report
-    from harness.results import load_run
+    from harness.render.run_report import write_run_report
 
     run = load_run(args.run)
     console = make_console()
     if run.meta.kind == "compare":
-        from harness.comparison.report import write_compare_report
+        from harness.render.comparison import write_compare_report
 
         report = write_compare_report(run)
     elif run.meta.kind == "serve":
+        from harness.render.run_report import write_serve_report
         from harness.render.serving import capacity_rows
-        from harness.report import write_serve_report
 
         report = write_serve_report(run)
         console.print(rich_table(capacity_rows(run.latest()), run.meta.run_id))

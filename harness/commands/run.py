@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import EXIT_CASES_FAILED, EXIT_OK, HarnessError
-from harness.sweep import SweepSpec
+from harness.spec.sweep import SweepSpec
 
 if TYPE_CHECKING:
-    from harness.plan import PreparedSweep
-    from harness.sweep import Case
+    from harness.execution.plan import PreparedSweep
+    from harness.spec.sweep import Case
 
 from harness.commands.common import (
     DEFAULT_OUT,
@@ -115,7 +115,7 @@ def _backend_options(
 
 def _fetch_corpus(languages: tuple[str, ...]) -> Path | None:
     """Download the sweep's languages into the cache, with a progress bar; ``None`` offline."""
-    from harness.corpus import XTREME_CODES, corpus_cache_dir, fetch_tatoeba
+    from harness.inputs.corpus import XTREME_CODES, corpus_cache_dir, fetch_tatoeba
 
     codes = sorted({XTREME_CODES.get(p, p) for code in languages for p in code.split("+")})
     dest = corpus_cache_dir()
@@ -131,7 +131,7 @@ def _fetch_corpus(languages: tuple[str, ...]) -> Path | None:
 
 
 def _resumed_sweep(run_dir: Path) -> SweepSpec:
-    from harness.results import load_run
+    from harness.records.results import load_run
 
     if not (run_dir / "run.json").is_file():
         raise HarnessError(f"{run_dir}: not a run directory (no run.json)")
@@ -143,8 +143,8 @@ def _resumed_sweep(run_dir: Path) -> SweepSpec:
 
 def sweep_from_args(args: argparse.Namespace) -> SweepSpec:
     """The sweep a command's flags describe: its TOML (or a resumed run's), then the flags."""
-    from harness.corpus import XTREME_LANGUAGES
-    from harness.sweep import load_sweep
+    from harness.inputs.corpus import XTREME_LANGUAGES
+    from harness.spec.sweep import load_sweep
 
     if args.sweep:
         sweep = load_sweep(args.sweep)
@@ -184,9 +184,9 @@ def sweep_from_args(args: argparse.Namespace) -> SweepSpec:
 
 
 def prepare_sweep(args: argparse.Namespace, *, skip_missing_text: bool = True) -> PreparedSweep:
-    """Sweep from TOML + flags, checked (:func:`harness.plan.plan_sweep`); nothing touches the
+    """Sweep from TOML + flags, checked (:func:`harness.execution.plan.plan_sweep`); nothing touches the
     output yet."""
-    from harness.plan import plan_sweep
+    from harness.execution.plan import plan_sweep
 
     return plan_sweep(
         sweep_from_args(args),
@@ -201,9 +201,9 @@ def write_language_stats(run_dir: Path, cases: list[Case], corpus: Path, cache_d
     """Token statistics of the run's languages, with the tokenizer of its first checkpoint."""
     import json
 
-    from harness.store import write_atomic
-    from harness.textload import language_stats
-    from harness.tokenization import get_tokenizer
+    from harness.inputs.textload import language_stats
+    from harness.inputs.tokenization import get_tokenizer
+    from harness.records.store import write_atomic
 
     lang_cases = [c for c in cases if c.language]
     if not lang_cases:
@@ -227,11 +227,11 @@ def write_language_stats(run_dir: Path, cases: list[Case], corpus: Path, cache_d
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.api import check_output
-    from harness.launcher import run_sweep
+    from harness.execution.launcher import run_sweep
+    from harness.records.results import load_run
     from harness.render.console import rich_table
     from harness.render.rows import result_rows
-    from harness.report import write_run_report
-    from harness.results import load_run
+    from harness.render.run_report import write_run_report
 
     check_output(args.out)
     prepared = prepare_sweep(args)
@@ -286,8 +286,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _ray_target(args: argparse.Namespace) -> Any:
-    """``--executor`` as a :class:`~harness.ray_executor.RayTarget` (``None``: local)."""
-    from harness.ray_executor import parse_executor, ray_unavailable
+    """``--executor`` as a :class:`~harness.execution.ray_executor.RayTarget` (``None``: local)."""
+    from harness.execution.ray_executor import parse_executor, ray_unavailable
 
     target = parse_executor(args.executor)
     if target is None:

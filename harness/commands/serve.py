@@ -24,8 +24,8 @@ def parse_duration(text: str) -> float:
 
 
 def _resumed(args: argparse.Namespace) -> Any:
-    from harness.corpus import resolve_corpus
-    from harness.results import load_run
+    from harness.inputs.corpus import resolve_corpus
+    from harness.records.results import load_run
     from harness.serving.loadgen import require_loadgen
     from harness.serving.spec import ServeSpec
 
@@ -39,13 +39,13 @@ def _resumed(args: argparse.Namespace) -> Any:
 
 
 def _spec(args: argparse.Namespace) -> Any:
-    from harness.checkpoints import preflight
+    from harness.checkpoints.load import preflight
     from harness.commands.run import _backend_options
-    from harness.corpus import resolve_corpus
+    from harness.inputs.corpus import resolve_corpus
     from harness.serving.loadgen import require_loadgen
     from harness.serving.spec import ServeSpec, check_serve_backends
     from harness.serving.traffic import traffic_name
-    from harness.sweep import SweepSpec, expand
+    from harness.spec.sweep import SweepSpec, expand
 
     require_loadgen()
     if not args.models or not args.backends or not args.languages:
@@ -94,10 +94,10 @@ def _spec(args: argparse.Namespace) -> Any:
 
 def cmd_serve_bench(args: argparse.Namespace) -> int:
     from harness.commands.run import report_failed_cases
+    from harness.records.results import load_run
     from harness.render.console import rich_table
+    from harness.render.run_report import write_serve_report
     from harness.render.serving import capacity_rows
-    from harness.report import write_serve_report
-    from harness.results import load_run
     from harness.serving.bench import run_serve_bench
 
     spec, corpus = _resumed(args) if args.resume is not None else _spec(args)

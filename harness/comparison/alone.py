@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from harness.results import Record
-from harness.stats import by_batch
+from harness.records.results import Record
+from harness.stats.summary import by_batch
 
 __all__ = ["TOLERANCE", "AloneCheck", "alone_check"]
 

@@ -17,15 +17,15 @@ from harness.comparison.decide import (
     record_env,
 )
 from harness.comparison.interleave import InterleaveSpec, rotation, run_interleaved
-from harness.config import ModelSpec
-from harness.env import collect_env
 from harness.errors import HarnessError
-from harness.launcher import run_in_worker
-from harness.record_types import CaseInfo
-from harness.results import Record, Run, RunMeta, load_run, timestamp
-from harness.runner import Event, RunOptions, error_record
-from harness.store import RunStore, new_run_id
-from harness.sweep import Case, SweepSpec, expand
+from harness.execution.launcher import run_in_worker
+from harness.execution.runner import Event, RunOptions, error_record
+from harness.records.env import collect_env
+from harness.records.results import Record, Run, RunMeta, load_run, timestamp
+from harness.records.store import RunStore, new_run_id
+from harness.records.types import CaseInfo
+from harness.spec.config import ModelSpec
+from harness.spec.sweep import Case, SweepSpec, expand
 
 __all__ = ["AA_SUFFIX", "compare_run_dirs", "comparisons_of", "fresh_seed", "run_comparison"]
 

@@ -1,7 +1,7 @@
 """Pair two sets of records and decide, per case: slower, faster, equivalent, negligible or
 inconclusive — a verdict that never contradicts the interval shown next to it.
 
-The effect is estimated where the noise is (:mod:`harness.hierarchy`): for interleaved arms,
+The effect is estimated where the noise is (:mod:`harness.stats.hierarchy`): for interleaved arms,
 one paired effect per process and a t interval over the processes; for separate runs, runs
 as the replicate when repeated, else calls within batches (and the row says that interval
 leaves out run-to-run variation). Then (asv's rule: statistics *and* size):
@@ -22,7 +22,7 @@ leaves out run-to-run variation). Then (asv's rule: statistics *and* size):
 
 ``margin ≤ min_effect`` is enforced, so no ratio can be both "equivalent" and "slower". Each
 row states its power under this rule: the smallest slowdown it would call "slower" with 90 %
-probability (:meth:`harness.hierarchy.Estimate.detectable`).
+probability (:meth:`harness.stats.hierarchy.Estimate.detectable`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ from typing import Any
 import numpy as np
 
 from harness.comparison.alone import AloneCheck, alone_check
-from harness.env import COMPARABLE_KEYS
 from harness.errors import HarnessError
-from harness.hierarchy import (
+from harness.records.env import COMPARABLE_KEYS
+from harness.records.results import Record
+from harness.records.types import CaseInfo
+from harness.stats.hierarchy import (
     CALL_DTYPE,
     Estimate,
     calls_table,
@@ -49,9 +51,7 @@ from harness.hierarchy import (
     suite_estimate,
     suite_paired,
 )
-from harness.record_types import CaseInfo
-from harness.results import Record
-from harness.stats import adjust, by_batch
+from harness.stats.summary import adjust, by_batch
 
 __all__ = [
     "VERDICTS",
@@ -357,7 +357,7 @@ def _per_run(rec: Record) -> float:
 
 
 def paired_estimate(a: np.ndarray, b: np.ndarray) -> Estimate:
-    """Interleaved timed calls of two arms (:data:`harness.hierarchy.CALL_DTYPE` rows) → the
+    """Interleaved timed calls of two arms (:data:`harness.stats.hierarchy.CALL_DTYPE` rows) → the
     per-process paired estimate."""
     return process_paired(process_effects(a, b))
 
@@ -372,11 +372,11 @@ def estimate_pair(a_runs: list[Record], b_runs: list[Record]) -> tuple[Estimate 
     process, or one per run), and notes on what was left out or why there is none.
 
     * interleaved together (one comparison: the same seed): the processes both arms
-      completed, paired per round (:func:`harness.hierarchy.process_paired`); fewer than two
+      completed, paired per round (:func:`harness.stats.hierarchy.process_paired`); fewer than two
       shared → none;
     * separate runs, or processes of separate comparisons, repeated on one side at least:
-      runs are the replicate (:func:`harness.hierarchy.replicate_ratio`);
-    * one run each: calls within batches (:func:`harness.hierarchy.stratified_ratio`),
+      runs are the replicate (:func:`harness.stats.hierarchy.replicate_ratio`);
+    * one run each: calls within batches (:func:`harness.stats.hierarchy.stratified_ratio`),
       which covers call noise only — the note says so."""
     notes: list[str] = []
     procs_a = {_process(r): r for r in a_runs}

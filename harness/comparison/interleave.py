@@ -36,9 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.comparison.spec import InterleaveSpec
-from harness.memory import PeakRSS
-from harness.results import Record
-from harness.runner import (
+from harness.execution.runner import (
     CaseInputs,
     Event,
     PreparedGroup,
@@ -49,9 +47,11 @@ from harness.runner import (
     error_record,
     prepare_group,
 )
-from harness.store import RunStore
-from harness.sweep import Case
-from harness.timing import Samples, Timer
+from harness.measure.memory import PeakRSS
+from harness.measure.timing import Samples, Timer
+from harness.records.results import Record
+from harness.records.store import RunStore
+from harness.spec.sweep import Case
 
 __all__ = ["InterleaveSpec", "block_sizes", "rotation", "run_interleaved"]
 

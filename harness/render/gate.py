@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.gate import GateRow, GateSettings
+from harness.comparison.gate import GateRow, GateSettings
 from harness.render.rows import fmt_bytes, fmt_ms, fmt_rate
 
 __all__ = ["gate_rows"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from harness.records.results import Record
 from harness.render.rows import fmt_bytes, fmt_ms, options_text
-from harness.results import Record
 
 __all__ = ["gpu_rows", "kernel_rows", "target_lines"]
 
@@ -29,7 +29,7 @@ def _gpu_ok(records: list[Record]) -> list[Record]:
 
 def kernel_rows(records: list[Record]) -> list[dict[str, str]]:
     """Where one call's device time goes, per case: kernels and milliseconds per kind
-    (:mod:`harness.kernels`), the gap between the call and its kernels (launch and idle
+    (:mod:`harness.measure.kernels`), the gap between the call and its kernels (launch and idle
     time on the GPU), and the costliest kernel."""
     rows = []
     for r in _gpu_ok(records):

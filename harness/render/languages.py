@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from harness.render.rows import fmt_ms, fmt_rate, options_text
 
 if TYPE_CHECKING:
-    from harness.results import Record
-    from harness.textload import LanguageStats
+    from harness.inputs.textload import LanguageStats
+    from harness.records.results import Record
 
 __all__ = ["best_policy_rows", "language_result_rows", "stats_rows"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from harness.results import Record
+from harness.records.results import Record
 
 __all__ = ["plot_language_latency", "plot_language_throughput", "plot_latency_vs_tokens"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.record_types import Parity, case_options
-from harness.results import Record
+from harness.records.results import Record
+from harness.records.types import Parity, case_options
 
 __all__ = [
     "fmt_bytes",
@@ -90,7 +90,7 @@ def status_cell(r: Record) -> str:
     rel_ci = r.summary.get("rel_ci")
     unstable = r.summary.get("unstable")
     if unstable is None and isinstance(rel_ci, float):  # records from before the flag
-        from harness.stats import is_unstable
+        from harness.stats.summary import is_unstable
 
         unstable = is_unstable(rel_ci)
     if unstable:

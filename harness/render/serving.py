@@ -7,8 +7,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from harness.records.results import Record
 from harness.render.plots import _save
-from harness.results import Record
 
 __all__ = ["capacity_rows", "plot_latency_vs_qps", "probe_rows"]
 

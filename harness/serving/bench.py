@@ -1,7 +1,7 @@
 """``serve-bench``: capacity per checkpoint × backend × traffic × batching policy, as records.
 
 For each prepared (checkpoint, backend) group — loaded, prepared and parity-checked exactly as
-for closed-loop cases (:func:`harness.runner.prepare_group`) — and each traffic:
+for closed-loop cases (:func:`harness.execution.runner.prepare_group`) — and each traffic:
 
 1. a short warm-up over the traffic's own shapes;
 2. ``single-stream``: one query at a time, LoadGen's p90 latency (policy-independent, run once);
@@ -23,10 +23,18 @@ from pathlib import Path
 from typing import Any, cast
 
 from harness.errors import HarnessError
-from harness.memory import PeakRSS
-from harness.record_types import BatchingInfo, Scenario, ServingEnergy, Summary, TokenizerInfo
-from harness.results import Record, RunMeta, timestamp
-from harness.runner import PreparedGroup, RunOptions, error_record, memory_facts, prepare_group
+from harness.execution.runner import (
+    PreparedGroup,
+    RunOptions,
+    error_record,
+    memory_facts,
+    prepare_group,
+)
+from harness.inputs.workloads import padded_batch
+from harness.measure.memory import PeakRSS
+from harness.records.results import Record, RunMeta, timestamp
+from harness.records.store import RunStore, new_run_id
+from harness.records.types import BatchingInfo, Scenario, ServingEnergy, Summary, TokenizerInfo
 from harness.serving.batcher import Request, default_edges
 from harness.serving.capacity import Capacity, find_capacity
 from harness.serving.loadgen import (
@@ -39,9 +47,7 @@ from harness.serving.loadgen import (
 )
 from harness.serving.spec import ServeSpec, serve_case_id
 from harness.serving.traffic import Traffic, build_traffic
-from harness.store import RunStore, new_run_id
-from harness.sweep import Case
-from harness.workloads import padded_batch
+from harness.spec.sweep import Case
 
 __all__ = ["run_serve_bench"]
 
@@ -240,7 +246,7 @@ class _Serving:
 def _energy_meter(device: str) -> Any:
     if device != "cuda":
         return None
-    from harness.gpu import EnergyMeter
+    from harness.measure.gpu import EnergyMeter
 
     meter = EnergyMeter()
     meter.start()
@@ -255,7 +261,7 @@ def _serve_group(
     emit: Callable[[ServeEvent], None],
     done: set[str],
 ) -> None:
-    from harness.tokenization import get_tokenizer
+    from harness.inputs.tokenization import get_tokenizer
 
     assert opts.corpus is not None
     todo = [
@@ -367,7 +373,7 @@ def run_serve_bench(
     """Measure every (checkpoint, backend, traffic, policy) into a new run directory under
     ``out`` (or the cases ``resume``'s run has not finished); returns the run's path."""
     require_loadgen()
-    from harness.env import collect_env
+    from harness.records.env import collect_env
 
     if opts.corpus is None:
         raise HarnessError("serve-bench needs real sentences: a corpus directory")

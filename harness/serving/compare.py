@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.comparison.decide import comparability_problems
 from harness.errors import HarnessError
-from harness.results import Record, load_run
+from harness.records.results import Record, load_run
 from harness.serving.capacity import Capacity, compare_brackets
 
 __all__ = ["CapacityComparison", "compare_capacity_runs", "is_serve_run"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from harness.errors import HarnessError
-from harness.record_types import ScenarioRun
+from harness.records.types import ScenarioRun
 from harness.serving.batcher import DynamicBatcher, Request
 from harness.serving.server import BatchingServer
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.config import ModelSpec
 from harness.errors import HarnessError
 from harness.serving.batcher import POLICIES
-from harness.sweep import Case
+from harness.spec.config import ModelSpec
+from harness.spec.sweep import Case
 
 __all__ = ["SERVE_BACKENDS", "ServeSpec", "check_serve_backends", "serve_case_id"]
 

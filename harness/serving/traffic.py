@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.corpus import available_languages, normalize_code, read_pairs
 from harness.errors import HarnessError
-from harness.record_types import Workload
-from harness.textload import encode_with_specials
-from harness.tokenization import TextTokenizer
+from harness.inputs.corpus import available_languages, normalize_code, read_pairs
+from harness.inputs.textload import encode_with_specials
+from harness.inputs.tokenization import TextTokenizer
+from harness.records.types import Workload
 
 __all__ = ["Traffic", "build_traffic", "parse_mix", "traffic_name"]
 
