@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 
 from harness.cache import default_cache_dir
-from harness.execution.runner import PreparedGroup, RunOptions, case_inputs, prepare_group
+from harness.execution.options import RunOptions
+from harness.execution.plan import expand
+from harness.execution.prepared import PreparedGroup, case_inputs, prepare_group
 from harness.inputs.corpus import check_languages, find_corpus
-from harness.spec.sweep import Case, expand, load_sweep
+from harness.spec.sweep import Case, load_sweep
 
 SUITE = load_sweep(Path(__file__).parent / "ci" / "suite.toml")
 # Real-text cases need the corpus ($HARNESS_TATOEBA or the download cache); without one the

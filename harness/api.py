@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from harness.comparison.decide import CompareSettings, Comparison
     from harness.comparison.gate import GateRow, GateSettings
     from harness.comparison.spec import InterleaveSpec
-    from harness.execution.runner import Event
+    from harness.execution.options import Event
     from harness.records.results import Run
     from harness.spec.sweep import SweepSpec
 
@@ -72,7 +72,7 @@ def sweep_spec(spec: SweepSpec | str | Path | None = None, **changes: Any) -> Sw
 
 def _options(cache_dir: str | Path | None, corpus: Path | None, **extra: Any) -> Any:
     from harness.cache import default_cache_dir
-    from harness.execution.runner import RunOptions
+    from harness.execution.options import RunOptions
 
     return RunOptions(
         cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(), corpus=corpus, **extra

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.execution.launcher import run_sweep
-from harness.execution.runner import RunOptions
+from harness.execution.options import RunOptions
 from harness.measure.accuracy import accuracy_facts
 from harness.records.results import load_run
 from harness.spec.config import MeasureSpec

@@ -255,7 +255,7 @@ def test_compare_processes_share_the_launchers_watchdog(cache_dir: Path, tmp_pat
     are recorded as errors with the reason (the launcher's machinery, not a bare join)."""
     from harness.comparison.arms import run_comparison
     from harness.comparison.spec import InterleaveSpec
-    from harness.execution.runner import RunOptions
+    from harness.execution.options import RunOptions
     from harness.spec.config import MeasureSpec
     from harness.spec.sweep import SweepSpec
 

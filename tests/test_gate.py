@@ -12,7 +12,7 @@ from harness.cli import main
 from harness.comparison.gate import GateSettings, gate_runs
 from harness.errors import HarnessError
 from harness.execution.launcher import run_sweep
-from harness.execution.runner import RunOptions
+from harness.execution.options import RunOptions
 from harness.records.export import to_github_action_benchmark
 from harness.records.history import add_run, load_series
 from harness.records.results import load_run
@@ -330,7 +330,7 @@ def test_interleaved_gate_sees_a_deeper_candidate_and_passes_itself(
 def test_one_metric_registry_serves_gate_and_history() -> None:
     from harness.comparison.gate import DEFAULT_THRESHOLDS
     from harness.records.history import METRICS as HISTORY
-    from harness.spec.metrics import METRICS
+    from harness.records.metrics import METRICS
 
     assert set(METRICS) == set(HISTORY)
     # The gate's defaults cover the closed-loop metrics; capacity only applies to serve-bench.

@@ -189,7 +189,7 @@ def test_gpu_backend_parity(backend: str, dtype: str, cache_dir: Path) -> None:
 @pytest.mark.gpu
 def test_gpu_sweep_records_gpu_facts(tmp_path: Path, cache_dir: Path) -> None:
     from harness.execution.launcher import run_sweep
-    from harness.execution.runner import RunOptions
+    from harness.execution.options import RunOptions
     from harness.records.results import load_run
     from harness.spec.sweep import SweepSpec
 

@@ -15,7 +15,7 @@ from harness.comparison.decide import CompareSettings
 from harness.comparison.interleave import block_sizes, rotation
 from harness.comparison.spec import InterleaveSpec
 from harness.errors import HarnessError
-from harness.execution.runner import RunOptions
+from harness.execution.options import RunOptions
 from harness.records.results import load_run
 from harness.spec.config import MeasureSpec
 from harness.spec.sweep import SweepSpec

@@ -18,10 +18,11 @@ import pytest
 
 from harness.cli import main
 from harness.execution.launcher import run_sweep
-from harness.execution.runner import RunOptions
+from harness.execution.options import RunOptions
+from harness.execution.plan import expand
 from harness.records.results import load_run
 from harness.spec.config import MeasureSpec
-from harness.spec.sweep import SweepSpec, expand
+from harness.spec.sweep import SweepSpec
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from harness.checkpoints.load import build_random_init
-from harness.checkpoints.onnx_export import inspect_export, is_onnx_export_dir, serving_output
 from harness.cli import main
 from harness.records.results import load_run
 from harness.spec.config import resolve_model
+from harness.spec.onnx_export import inspect_export, is_onnx_export_dir, serving_output
 
 FAST = ["--max-time", "0.2", "--inline", "--threads", "1"]
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from harness.backends import BackendContext, make_backend
+from harness.backends.packing import pack_batch, plan_rows
 from harness.checkpoints.load import load_checkpoint
 from harness.errors import HarnessError
 from harness.execution.launcher import run_sweep
-from harness.execution.runner import RunOptions
-from harness.inputs.packing import pack_batch, plan_rows
+from harness.execution.options import RunOptions
 from harness.inputs.textload import bucket_batches, ceiling_batches
 from harness.inputs.workloads import padded_batch
 from harness.records.results import load_run

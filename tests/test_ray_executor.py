@@ -18,10 +18,11 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.execution.launcher import run_sweep
+from harness.execution.options import RunOptions
+from harness.execution.plan import expand
 from harness.execution.ray_executor import NODE_RESOURCE, RayTarget, connect, parse_executor
-from harness.execution.runner import RunOptions
 from harness.records.results import load_run
-from harness.spec.sweep import MeasureSpec, SweepSpec, expand
+from harness.spec.sweep import MeasureSpec, SweepSpec
 
 ray = pytest.importorskip("ray")
 
@@ -213,8 +214,7 @@ def test_an_unreachable_cluster_is_refused_before_anything_is_written(
 
 
 def test_records_from_different_hardware_are_never_pooled() -> None:
-    from harness.comparison.decide import merge_records
-    from harness.records.results import Record
+    from harness.records.results import Record, merge_records
 
     case = {"backend": "eager"}
     a = Record("m/eager/x", case, "ok", samples=[1.0, 1.1], host={"hardware": "Xeon · no GPU"})

@@ -9,7 +9,7 @@ import pytest
 
 from harness.cli import main
 from harness.execution.launcher import run_sweep
-from harness.execution.runner import RunOptions
+from harness.execution.options import RunOptions
 from harness.spec.config import MeasureSpec
 from harness.spec.sweep import SweepSpec
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from harness.execution import runner as runner
+from harness.execution import runner
+from harness.execution.options import RunOptions
 from harness.records.results import Record
 from harness.spec.config import MeasureSpec, resolve_model
 from harness.spec.sweep import Case
@@ -51,7 +52,7 @@ def test_profiling_waits_until_every_case_of_the_group_is_timed(
 
     log = _instrument(monkeypatch, profile)
     cases, sink, events = _cases(), ListSink(), []
-    runner.run_group(cases, sink, runner.RunOptions(cache_dir=cache_dir), events.append)
+    runner.run_group(cases, sink, RunOptions(cache_dir=cache_dir), events.append)
     assert log == ["time"] * 3 + ["profile"] * 3
     assert [r.case_id for r in sink.records] == [c.case_id for c in cases]
     assert [r.gpu["kernels"]["per_call"] for r in sink.records] == [1, 2, 4]
@@ -70,6 +71,6 @@ def test_interrupted_profiling_still_writes_every_timed_record(
     _instrument(monkeypatch, profile)
     sink = ListSink()
     with pytest.raises(KeyboardInterrupt):
-        runner.run_group(_cases(), sink, runner.RunOptions(cache_dir=cache_dir), lambda e: None)
+        runner.run_group(_cases(), sink, RunOptions(cache_dir=cache_dir), lambda e: None)
     assert [r.case["batch_size"] for r in sink.records] == [1, 2, 4]
     assert [("kernels" in r.gpu) for r in sink.records] == [True, False, False]

@@ -12,7 +12,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.execution.launcher import run_sweep
-from harness.execution.runner import RunOptions
+from harness.execution.options import RunOptions
 from harness.records.results import DamagedRecordsWarning, Record, RunMeta, load_run
 from harness.records.store import RunStore, heal
 from harness.spec.config import MeasureSpec

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.spec.sweep import Case, SweepSpec, expand, load_sweep
+from harness.execution.plan import expand
+from harness.spec.sweep import Case, SweepSpec, load_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.execution.launcher import run_sweep
-from harness.execution.runner import RunOptions
+from harness.execution.options import RunOptions
 from harness.inputs.textload import build_batches, language_stats
 from harness.inputs.tokenization import train_surrogate
 from harness.records.results import load_run

@@ -45,7 +45,8 @@ def main() -> None:
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     from harness.cache import default_cache_dir
-    from harness.execution.runner import RunOptions, case_inputs, prepare_group
+    from harness.execution.options import RunOptions
+    from harness.execution.prepared import case_inputs, prepare_group
     from harness.spec.config import MeasureSpec, resolve_model
     from harness.spec.sweep import Case
 

@@ -2,7 +2,7 @@
 ``attn_implementation=eager`` is a load-time option, see :func:`harness.checkpoints.load.load_checkpoint`).
 
 Option ``pack=true`` runs unpadded: each bound batch is packed into rows with a block-diagonal
-attention mask (:mod:`harness.inputs.packing`), so no padded position is computed."""
+attention mask (:mod:`harness.backends.packing`), so no padded position is computed."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class EagerBackend(TorchBackend):
         impl = getattr(ckpt.torch_model().model.config, "_attn_implementation", None)
         info = precision | self.variant_info()
         if self.packed:
-            from harness.inputs.packing import PackedModel
+            from harness.backends.packing import PackedModel
 
             self.module = PackedModel(self.module).eval()
             info |= {
@@ -50,7 +50,7 @@ class EagerBackend(TorchBackend):
             return super().bind(batch)
         from dataclasses import fields, replace
 
-        from harness.inputs.packing import pack_batch
+        from harness.backends.packing import pack_batch
 
         packed = pack_batch(batch.input_ids, batch.attention_mask)
         dev = self.ctx.device

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from harness.cache import seal_entry, usable
-from harness.checkpoints.onnx_export import OnnxExport, inspect_export
 from harness.errors import HarnessError
 from harness.records.env import cpu_isa
+from harness.spec.onnx_export import OnnxExport, inspect_export
 
 if TYPE_CHECKING:
     from harness.checkpoints.load import Checkpoint

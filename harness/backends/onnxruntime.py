@@ -25,8 +25,8 @@ from harness.backends.onnx_graphs import (
     require_optimum,
     to_float16,
 )
-from harness.checkpoints.onnx_export import OnnxExport, serving_output
 from harness.errors import HarnessError
+from harness.spec.onnx_export import OnnxExport, serving_output
 
 if TYPE_CHECKING:
     from harness.checkpoints.load import Checkpoint

@@ -24,11 +24,11 @@ import torch
 from harness.cache import seal_entry, usable
 from harness.checkpoints.files import check_checkpoint_dir
 from harness.checkpoints.heads import ServingModel, build_hf_model, hf_model_class
-from harness.checkpoints.onnx_export import OnnxExport
 from harness.checkpoints.weights import WeightStats, weight_stats
 from harness.errors import HarnessError
 from harness.records.types import CheckpointInfo
 from harness.spec.config import ArchSpec, ModelSpec, arch_from_config
+from harness.spec.onnx_export import OnnxExport
 
 __all__ = [
     "Checkpoint",
@@ -205,7 +205,7 @@ def load_checkpoint(
 
 def _export_of(spec: ModelSpec) -> OnnxExport:
     """The ONNX export ``spec`` names, refused when its graph serves another head."""
-    from harness.checkpoints.onnx_export import inspect_export
+    from harness.spec.onnx_export import inspect_export
 
     export = inspect_export(Path(spec.source).expanduser())
     if export.head != spec.head:
@@ -219,7 +219,7 @@ def _load_onnx_export(
     spec: ModelSpec, cache_dir: Path, dtype: str, allow_pickle: bool, attn: str, start: float
 ) -> Checkpoint:
     """An ``optimum-cli`` export directory; its reference weights loaded when named."""
-    from harness.checkpoints.onnx_export import onnx_weight_stats
+    from harness.checkpoints.weights import onnx_weight_stats
 
     path = Path(spec.source).expanduser()
     export = _export_of(spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from torch import nn
 
 from harness.records.types import WeightsInfo
 
-__all__ = ["WeightStats", "weight_stats"]
+__all__ = ["WeightStats", "onnx_weight_stats", "weight_stats", "zeros_and_subnormals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,4 +77,36 @@ def weight_stats(model: nn.Module) -> WeightStats:
         dtypes=tuple(sorted(dtypes)),
         zero_share=zeros / n if n else 0.0,
         subnormal_share=subnormal / n if n else 0.0,
+    )
+
+
+def onnx_weight_stats(path: Path) -> Any:
+    """Weight facts of a given graph: a hash of its files, its initializers' sizes."""
+    import onnx
+    from onnx import numpy_helper
+
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name)):
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    model = onnx.load(str(path), load_external_data=True)
+    n = nbytes = zeros = subnormal = floats = 0
+    dtypes: set[str] = set()
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        dtypes.add(str(arr.dtype))
+        nbytes += arr.nbytes
+        if arr.dtype.kind == "f":
+            floats += arr.size
+            z, s = zeros_and_subnormals(arr, float(np.finfo(arr.dtype).tiny))
+            zeros, subnormal = zeros + z, subnormal + s
+        n += arr.size
+    return WeightStats(
+        sha256=digest.hexdigest(),
+        n_params=n,
+        param_bytes=nbytes,
+        dtypes=tuple(sorted(dtypes)),
+        zero_share=zeros / floats if floats else 0.0,
+        subnormal_share=subnormal / floats if floats else 0.0,
     )

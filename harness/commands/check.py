@@ -35,7 +35,7 @@ def _planned_suite(args: argparse.Namespace, models: tuple[str, ...] | None = No
 
 def _run_suite(args: argparse.Namespace, out: Path) -> Path:
     from harness.execution.launcher import run_sweep
-    from harness.execution.runner import RunOptions
+    from harness.execution.options import RunOptions
 
     planned = _planned_suite(args)
     opts = RunOptions(
@@ -87,8 +87,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     baseline = load_run(args.baseline)
     if args.run is None and not args.allow_incomparable:
         # Refuse before spending minutes on a suite whose result could not be compared.
-        from harness.comparison.decide import comparability_problems
-        from harness.records.env import collect_env
+        from harness.records.env import collect_env, comparability_problems
 
         problems = comparability_problems(baseline.meta.env, collect_env())
         if problems:
@@ -239,7 +238,7 @@ def cmd_check_interleaved(args: argparse.Namespace) -> int:
     machinery with the gate's threshold as the minimum effect). Exit 1 on any "slower"."""
     from harness.comparison.arms import comparisons_of, run_comparison
     from harness.comparison.decide import CompareSettings
-    from harness.execution.runner import RunOptions
+    from harness.execution.options import RunOptions
     from harness.records.results import load_run
     from harness.render.console import rich_table
     from harness.render.verdicts import summary_sentence, verdict_rows

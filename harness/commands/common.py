@@ -47,8 +47,8 @@ def default_cache() -> Path:
 
 
 def run_options(args: argparse.Namespace, corpus: Path | None, **extra: Any) -> Any:
-    """The :class:`~harness.execution.runner.RunOptions` every measuring command builds from its flags."""
-    from harness.execution.runner import RunOptions
+    """The :class:`~harness.execution.options.RunOptions` every measuring command builds from its flags."""
+    from harness.execution.options import RunOptions
 
     limits: dict[str, Any] = {}
     if getattr(args, "case_timeout", None) is not None:

@@ -41,11 +41,12 @@ def _resumed(args: argparse.Namespace) -> Any:
 def _spec(args: argparse.Namespace) -> Any:
     from harness.checkpoints.load import preflight
     from harness.commands.run import _backend_options
+    from harness.execution.plan import expand
     from harness.inputs.corpus import resolve_corpus
     from harness.serving.loadgen import require_loadgen
     from harness.serving.spec import ServeSpec, check_serve_backends
     from harness.serving.traffic import traffic_name
-    from harness.spec.sweep import SweepSpec, expand
+    from harness.spec.sweep import SweepSpec
 
     require_loadgen()
     if not args.models or not args.backends or not args.languages:

@@ -13,9 +13,9 @@ __all__ = ["register"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from harness.checkpoints.train import TrainSpec, train_intermediate
     from harness.inputs.corpus import resolve_corpus
     from harness.spec.config import resolve_model
+    from harness.training import TrainSpec, train_intermediate
 
     spec = TrainSpec(
         task=args.task,

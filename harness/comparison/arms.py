@@ -8,24 +8,18 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from harness.comparison.decide import (
-    CompareSettings,
-    Comparison,
-    comparability_problems,
-    compare_records,
-    hardware_class,
-    record_env,
-)
+from harness.comparison.decide import CompareSettings, Comparison, compare_records
 from harness.comparison.interleave import InterleaveSpec, rotation, run_interleaved
 from harness.errors import HarnessError
 from harness.execution.launcher import run_in_worker
-from harness.execution.runner import Event, RunOptions, error_record
-from harness.records.env import collect_env
-from harness.records.results import Record, Run, RunMeta, load_run, timestamp
+from harness.execution.options import Event, RunOptions
+from harness.execution.plan import expand
+from harness.records.env import collect_env, comparability_problems, hardware_class, record_env
+from harness.records.results import Record, Run, RunMeta, error_record, load_run, timestamp
 from harness.records.store import RunStore, new_run_id
 from harness.records.types import CaseInfo
 from harness.spec.config import ModelSpec
-from harness.spec.sweep import Case, SweepSpec, expand
+from harness.spec.sweep import Case, SweepSpec
 
 __all__ = ["AA_SUFFIX", "compare_run_dirs", "comparisons_of", "fresh_seed", "run_comparison"]
 

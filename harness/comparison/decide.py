@@ -36,8 +36,7 @@ import numpy as np
 
 from harness.comparison.alone import AloneCheck, alone_check
 from harness.errors import HarnessError
-from harness.records.env import COMPARABLE_KEYS
-from harness.records.results import Record
+from harness.records.results import Record, merge_records
 from harness.records.types import CaseInfo
 from harness.stats.hierarchy import (
     CALL_DTYPE,
@@ -59,14 +58,10 @@ __all__ = [
     "CompareSettings",
     "Comparison",
     "PairResult",
-    "comparability_problems",
     "compare_records",
     "estimate_pair",
-    "hardware_class",
     "interleaved_calls",
-    "merge_records",
     "paired_estimate",
-    "record_env",
     "verdict_of",
 ]
 
@@ -230,44 +225,6 @@ class Comparison:
             "warnings": self.warnings,
             "results": [r.to_dict() for r in self.results],
         }
-
-
-def merge_records(records: list[Record]) -> list[Record]:
-    """One record per case id; samples of repeated processes (same case id, all ok) pooled."""
-    merged: dict[str, Record] = {}
-    for rec in records:
-        prev = merged.get(rec.case_id)
-        if prev is not None and prev.host.get("hardware") != rec.host.get("hardware"):
-            raise HarnessError(
-                f"{rec.case_id}: measured on different hardware ({prev.host.get('hardware')} "
-                f"and {rec.host.get('hardware')}); samples are not pooled across hardware"
-            )
-        if prev is not None and prev.status == "ok" and rec.status == "ok":
-            prev.samples = prev.samples + rec.samples
-            prev.workload = prev.workload | {"processes": prev.workload.get("processes", 1) + 1}
-        else:
-            merged[rec.case_id] = Record.from_dict(rec.to_dict())
-    return list(merged.values())
-
-
-def hardware_class(env: dict[str, Any]) -> str:
-    """The hardware a timing belongs to: CPU model and GPU (results never pool across it)."""
-    return f"{env.get('cpu_model')} · {env.get('gpu_name') or 'no GPU'}"
-
-
-def record_env(rec: Record, run_env: dict[str, Any]) -> dict[str, Any]:
-    """The environment a record was measured in: its node's (Ray) or else the run's."""
-    host_env = rec.host.get("env") if rec.host else None
-    return dict(host_env) if host_env else run_env
-
-
-def comparability_problems(env_a: dict[str, Any], env_b: dict[str, Any]) -> list[str]:
-    """Environment facts that make timings incomparable (different CPU, library versions)."""
-    return [
-        f"{k} differs: {env_a.get(k)!r} vs {env_b.get(k)!r}"
-        for k in COMPARABLE_KEYS
-        if env_a.get(k) != env_b.get(k)
-    ]
 
 
 def _pair_notes(a: Record, b: Record) -> list[str]:

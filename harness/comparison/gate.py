@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from harness.comparison.decide import VOLATILE_BACKEND_KEYS, comparability_problems, merge_records
+from harness.comparison.decide import VOLATILE_BACKEND_KEYS
 from harness.errors import HarnessError
 from harness.measure.calibrate import speed_factor
-from harness.records.results import Record, Run
+from harness.records.env import comparability_problems
+from harness.records.metrics import METRICS
+from harness.records.results import Record, Run, merge_records
 from harness.records.types import statistic
-from harness.spec.metrics import METRICS
 from harness.stats.hierarchy import (
     Estimate,
     paired_runs_ratio,

@@ -36,20 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.comparison.spec import InterleaveSpec
-from harness.execution.runner import (
-    CaseInputs,
-    Event,
-    PreparedGroup,
-    RunOptions,
-    build_record,
-    case_inputs,
-    default_timer,
-    error_record,
-    prepare_group,
-)
+from harness.execution.options import Event, RunOptions
+from harness.execution.prepared import CaseInputs, PreparedGroup, case_inputs, prepare_group
+from harness.execution.recording import build_record
+from harness.execution.runner import default_timer
 from harness.measure.memory import PeakRSS
 from harness.measure.timing import Samples, Timer
-from harness.records.results import Record
+from harness.records.results import Record, error_record
 from harness.records.store import RunStore
 from harness.spec.sweep import Case
 

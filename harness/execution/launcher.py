@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, raise_terminated
-from harness.execution.runner import Event, RunOptions, error_record, run_group
+from harness.execution.options import Event, RunOptions
+from harness.execution.plan import expand
+from harness.execution.runner import run_group
 from harness.records.env import collect_env
-from harness.records.results import Record, RunMeta, load_run, timestamp
+from harness.records.results import Record, RunMeta, error_record, load_run, timestamp
 from harness.records.store import RunStore, new_run_id
 from harness.records.types import CaseInfo
-from harness.spec.sweep import Case, SweepSpec, expand
+from harness.spec.sweep import Case, SweepSpec
 
 if TYPE_CHECKING:
     from harness.execution.ray_executor import RayTarget

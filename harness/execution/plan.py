@@ -1,4 +1,5 @@
-"""A sweep checked before anything runs: every checkpoint, the corpus and its languages.
+"""A sweep expanded into explicit cases and checked before anything runs: every backend,
+every checkpoint, the corpus and its languages.
 
 The one preflight of every measuring entry point — ``harness run``, ``compare`` (each
 ``-m``), ``check`` (the candidate, the baseline model, the suite's models), ``serve-bench``,
@@ -14,16 +15,20 @@ line for a bad input and creates nothing: the run directory comes after it passe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from harness.backends import BACKENDS, check_backend
 from harness.checkpoints.load import preflight
 from harness.errors import HarnessError
 from harness.inputs.corpus import HOW_TO_GET, XTREME_CODES, check_languages, find_corpus, read_pairs
-from harness.spec.sweep import Case, SweepSpec, expand
+from harness.spec.config import ModelSpec, resolve_model
+from harness.spec.sweep import Case, SweepSpec
 
-__all__ = ["PreparedSweep", "check_models", "plan_sweep"]
+__all__ = ["PreparedSweep", "check_models", "check_onnx_exports", "expand", "plan_sweep"]
 
 
 @dataclass
@@ -85,3 +90,89 @@ def plan_sweep(
     cases = expand(sweep, models_dir)
     check_models(cases, allow_pickle=allow_pickle, allow_custom_code=allow_custom_code)
     return PreparedSweep(sweep, cases, corpus, skipped)
+
+
+def check_onnx_exports(
+    specs: Sequence[ModelSpec],
+    backends: Sequence[str],
+    options: Mapping[str, Mapping[str, str]],
+) -> None:
+    """An ONNX export directory (no PyTorch weights) runs only on the ONNX Runtime backends,
+    without the options that apply to the harness's own exports; refused up front."""
+    torch_only = [b for b in backends if not BACKENDS[b].takes_onnx_exports]
+    for spec in (s for s in specs if s.is_onnx_export):
+        if torch_only:
+            raise HarnessError(
+                f"{spec.name} is an ONNX export (no PyTorch weights): {', '.join(torch_only)} "
+                "cannot run it; use onnxruntime, onnxruntime-fused or onnxruntime-int8"
+            )
+        for backend, opts in options.items():
+            if opts.get("io_binding") == "true" or opts.get("exporter") == "optimum":
+                raise HarnessError(
+                    f"{spec.name} is an ONNX export: {backend}'s io_binding and exporter "
+                    "options are for checkpoints the harness exports itself"
+                )
+
+
+def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
+    """All cases of a sweep, grouped by (model, backend), cheapest shape first in a group."""
+    specs = [resolve_model(ref, models_dir) for ref in sweep.models]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"sweep: a model is listed twice ({', '.join(names)})")
+    for backend in sweep.backends:
+        check_backend(backend, sweep.device)
+    check_onnx_exports(specs, sweep.backends, sweep.backend_options)
+    cases: list[Case] = []
+    common: dict[str, Any] = {"device": sweep.device, "threads": sweep.threads}
+    for backend, options in sweep.backend_options.items():
+        if backend not in sweep.backends:
+            raise HarnessError(f"sweep: options given for {backend!r}, which is not in backends")
+        check_backend(backend, sweep.device).check_options(options)
+    for backend, dtype in itertools.product(sweep.backends, sweep.dtypes or (sweep.dtype,)):
+        allowed = check_backend(backend, sweep.device).dtypes_on(sweep.device)
+        if dtype not in allowed:
+            raise HarnessError(
+                f"backend {backend!r} runs {', '.join(allowed)} on {sweep.device}, not {dtype} "
+                "(use a torch backend for reduced precision)"
+            )
+    for spec, backend, dtype in itertools.product(
+        specs, sweep.backends, sweep.dtypes or (sweep.dtype,)
+    ):
+        opts = tuple(sorted((k, str(v)) for k, v in sweep.backend_options.get(backend, {}).items()))
+        common["options"] = opts
+        common["dtype"] = dtype
+        group: list[Case] = []
+        if sweep.synthetic:
+            for batch, seq in itertools.product(sweep.batch_sizes, sweep.seq_lens):
+                _check_seq(spec, seq)
+                group.append(Case(spec, backend, batch, seq, measure=sweep.measure, **common))
+        for lang, policy, batch in itertools.product(
+            sweep.languages, sweep.policies, sweep.lang_batch_sizes or sweep.batch_sizes
+        ):
+            _check_seq(spec, sweep.lang_max_len)
+            group.append(
+                Case(
+                    spec,
+                    backend,
+                    batch,
+                    sweep.lang_max_len,
+                    language=lang,
+                    policy=policy,
+                    lang_batches=sweep.lang_batches,
+                    measure=sweep.measure,
+                    **common,
+                )
+            )
+        group.sort(key=lambda c: (c.language is not None, c.batch_size * c.seq_len))
+        cases.extend(group)
+    return cases
+
+
+def _check_seq(spec: ModelSpec, seq_len: int) -> None:
+    limit = spec.arch.max_seq_len
+    if seq_len > limit:
+        raise HarnessError(
+            f"sequence length {seq_len} exceeds what {spec.name} allows ({limit}: "
+            f"{spec.arch.max_positions} positions minus RoBERTa's offset of 2)"
+        )

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.execution.runner import Event, RunOptions, error_record, run_group
-from harness.records.results import Record
+from harness.execution.options import Event, RunOptions
+from harness.execution.runner import run_group
+from harness.records.results import Record, error_record
 from harness.records.store import RunStore
 from harness.records.types import HostInfo
 from harness.spec.sweep import Case
@@ -108,8 +109,7 @@ def connect(target: RayTarget) -> Any:
 
 def node_facts() -> HostInfo:
     """What a record says about where it was measured: node, process, hardware, versions."""
-    from harness.comparison.decide import hardware_class
-    from harness.records.env import COMPARABLE_KEYS, collect_env
+    from harness.records.env import COMPARABLE_KEYS, collect_env, hardware_class
 
     env = collect_env()
     try:

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 
 from harness.measure.kernels import KernelTime, breakdown
+from harness.records.env import nvml
 from harness.records.types import Energy, GpuFacts, Kernels
 
 __all__ = [
     "CudaEventTimer",
     "EnergyMeter",
     "count_kernels",
-    "gpu_env",
     "measure_matmul_peak",
     "set_precision",
 ]
@@ -57,18 +57,6 @@ def set_precision(dtype: str) -> dict[str, Any]:
     return {"allow_tf32": allow, "float32_matmul_precision": "high" if allow else "highest"}
 
 
-def _nvml() -> Any:
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    return pynvml
-
-
 @dataclass
 class EnergyMeter:
     """Energy over a timed region, from NVML's counter (mJ) or power × time as a fallback."""
@@ -81,7 +69,7 @@ class EnergyMeter:
     _p0: float | None = None
 
     def start(self) -> None:
-        self._nv = _nvml()
+        self._nv = nvml()
         if self._nv is None:
             return
         self._handle = self._nv.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
@@ -118,30 +106,6 @@ class EnergyMeter:
         if self._nv is None or self._handle is None:
             return None
         return int(self._nv.nvmlDeviceGetMemoryInfo(self._handle).used)
-
-
-def gpu_env() -> dict[str, Any]:
-    """GPU facts for the environment: name, memory, CUDA, driver, clocks."""
-    if not torch.cuda.is_available():
-        return {}
-    props = torch.cuda.get_device_properties(0)
-    env: dict[str, Any] = {
-        "gpu_name": props.name,
-        "gpu_memory_bytes": props.total_memory,
-        "gpu_sm_count": props.multi_processor_count,
-        "cuda_version": torch.version.cuda,
-    }
-    nv = _nvml()
-    if nv is not None:
-        handle = nv.nvmlDeviceGetHandleByIndex(0)
-        env["gpu_driver"] = nv.nvmlSystemGetDriverVersion()
-        for name, clock in (("sm", nv.NVML_CLOCK_SM), ("memory", nv.NVML_CLOCK_MEM)):
-            try:
-                env[f"gpu_clock_{name}_mhz"] = nv.nvmlDeviceGetClockInfo(handle, clock)
-                env[f"gpu_max_clock_{name}_mhz"] = nv.nvmlDeviceGetMaxClockInfo(handle, clock)
-            except Exception:
-                pass
-    return env
 
 
 def count_kernels(fn: Callable[[], object]) -> Kernels:

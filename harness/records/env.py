@@ -9,7 +9,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMPARABLE_KEYS", "collect_env", "cpu_model"]
+import torch
+
+from harness.records.results import Record
+
+__all__ = [
+    "COMPARABLE_KEYS",
+    "collect_env",
+    "comparability_problems",
+    "cpu_model",
+    "gpu_env",
+    "hardware_class",
+    "nvml",
+    "record_env",
+]
 
 #: Keys that must match for two runs' timings to be compared (see :mod:`harness.compare`).
 COMPARABLE_KEYS = ("cpu_model", "logical_cpus", "torch", "onnxruntime", "transformers", "machine")
@@ -98,7 +111,61 @@ def collect_env(root: Path | None = None) -> dict[str, Any]:
     for name in _PACKAGES:
         env[name.replace("-", "_")] = _version(name)
     if torch.cuda.is_available():
-        from harness.measure.gpu import gpu_env
-
         env |= gpu_env()
     return env
+
+
+def hardware_class(env: dict[str, Any]) -> str:
+    """The hardware a timing belongs to: CPU model and GPU (results never pool across it)."""
+    return f"{env.get('cpu_model')} · {env.get('gpu_name') or 'no GPU'}"
+
+
+def record_env(rec: Record, run_env: dict[str, Any]) -> dict[str, Any]:
+    """The environment a record was measured in: its node's (Ray) or else the run's."""
+    host_env = rec.host.get("env") if rec.host else None
+    return dict(host_env) if host_env else run_env
+
+
+def comparability_problems(env_a: dict[str, Any], env_b: dict[str, Any]) -> list[str]:
+    """Environment facts that make timings incomparable (different CPU, library versions)."""
+    return [
+        f"{k} differs: {env_a.get(k)!r} vs {env_b.get(k)!r}"
+        for k in COMPARABLE_KEYS
+        if env_a.get(k) != env_b.get(k)
+    ]
+
+
+def gpu_env() -> dict[str, Any]:
+    """GPU facts for the environment: name, memory, CUDA, driver, clocks."""
+    if not torch.cuda.is_available():
+        return {}
+    props = torch.cuda.get_device_properties(0)
+    env: dict[str, Any] = {
+        "gpu_name": props.name,
+        "gpu_memory_bytes": props.total_memory,
+        "gpu_sm_count": props.multi_processor_count,
+        "cuda_version": torch.version.cuda,
+    }
+    nv = nvml()
+    if nv is not None:
+        handle = nv.nvmlDeviceGetHandleByIndex(0)
+        env["gpu_driver"] = nv.nvmlSystemGetDriverVersion()
+        for name, clock in (("sm", nv.NVML_CLOCK_SM), ("memory", nv.NVML_CLOCK_MEM)):
+            try:
+                env[f"gpu_clock_{name}_mhz"] = nv.nvmlDeviceGetClockInfo(handle, clock)
+                env[f"gpu_max_clock_{name}_mhz"] = nv.nvmlDeviceGetMaxClockInfo(handle, clock)
+            except Exception:
+                pass
+    return env
+
+
+def nvml() -> Any:
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    return pynvml

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.records.metrics import METRICS as _REGISTRY
 from harness.records.results import Run
 from harness.records.store import write_atomic
-from harness.spec.metrics import METRICS as _REGISTRY
 from harness.stats.changepoint import ChangePoint, e_divisive
 
 __all__ = ["METRICS", "Series", "add_run", "load_series"]

@@ -48,6 +48,7 @@ from harness.records.types import (
     TokenizerInfo,
     Workload,
 )
+from harness.spec.sweep import Case
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -56,7 +57,9 @@ __all__ = [
     "Record",
     "Run",
     "RunMeta",
+    "error_record",
     "load_run",
+    "merge_records",
     "timestamp",
 ]
 
@@ -221,3 +224,37 @@ def load_run(path: Path) -> Run:
             stacklevel=2,
         )
     return Run(meta=meta, records=records, path=path, skipped_lines=skipped)
+
+
+def error_record(
+    case: Case, status: str, message: str, case_id: str | None = None, **extra: Any
+) -> Record:
+    """The record of a case that was not measured (``error``, ``invalid``, ``skipped``):
+    the one place such records are built, by the runner, the launcher, comparisons and
+    ``serve-bench`` (whose case ids name its serving settings: ``case_id``)."""
+    return Record(
+        case_id=case_id or case.case_id,
+        case=case.to_dict(),
+        status=status,
+        message=message,
+        started_at=timestamp(),
+        **extra,
+    )
+
+
+def merge_records(records: list[Record]) -> list[Record]:
+    """One record per case id; samples of repeated processes (same case id, all ok) pooled."""
+    merged: dict[str, Record] = {}
+    for rec in records:
+        prev = merged.get(rec.case_id)
+        if prev is not None and prev.host.get("hardware") != rec.host.get("hardware"):
+            raise HarnessError(
+                f"{rec.case_id}: measured on different hardware ({prev.host.get('hardware')} "
+                f"and {rec.host.get('hardware')}); samples are not pooled across hardware"
+            )
+        if prev is not None and prev.status == "ok" and rec.status == "ok":
+            prev.samples = prev.samples + rec.samples
+            prev.workload = prev.workload | {"processes": prev.workload.get("processes", 1) + 1}
+        else:
+            merged[rec.case_id] = Record.from_dict(rec.to_dict())
+    return list(merged.values())

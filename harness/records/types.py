@@ -60,7 +60,7 @@ Summary = TypedDict(
 
 class Throughput(TypedDict, total=False):
     """Work of all timed calls over their summed time (:mod:`harness.execution.runner`); for real text
-    also the no-padding ceiling (:mod:`harness.measure.realtext`)."""
+    also the no-padding ceiling (:mod:`harness.execution.realtext`)."""
 
     sequences_per_s: float
     tokens_per_s: float
@@ -74,7 +74,7 @@ class Throughput(TypedDict, total=False):
 
 
 class Memory(TypedDict, total=False):
-    """Resident memory of the measuring process (:func:`harness.execution.runner.memory_facts`)."""
+    """Resident memory of the measuring process (:func:`harness.execution.recording.memory_facts`)."""
 
     peak_rss_delta_bytes: int
     rss_before_bytes: int
@@ -95,7 +95,7 @@ class Cold(TypedDict, total=False):
 class RealTextCheck(TypedDict, total=False):
     """Outputs against eager float32: exact backends by max |diff| (:mod:`harness.measure.parity`),
     approximate ones by cosine and top-1 (:mod:`harness.measure.accuracy`). Over a real-text case's
-    own batches (:mod:`harness.measure.realtext`) it also counts them."""
+    own batches (:mod:`harness.execution.realtext`) it also counts them."""
 
     ok: bool
     reference: str
@@ -210,7 +210,7 @@ class Roofline(TypedDict, total=False):
 
 class Compute(TypedDict, total=False):
     """FLOPs and achieved rate on every device; the roofline on a GPU
-    (:func:`harness.execution.runner.compute_facts`)."""
+    (:func:`harness.execution.recording.compute_facts`)."""
 
     flops_per_call: float
     achieved_tflops: float

@@ -1,7 +1,7 @@
 """``serve-bench``: capacity per checkpoint × backend × traffic × batching policy, as records.
 
 For each prepared (checkpoint, backend) group — loaded, prepared and parity-checked exactly as
-for closed-loop cases (:func:`harness.execution.runner.prepare_group`) — and each traffic:
+for closed-loop cases (:func:`harness.execution.prepared.prepare_group`) — and each traffic:
 
 1. a short warm-up over the traffic's own shapes;
 2. ``single-stream``: one query at a time, LoadGen's p90 latency (policy-independent, run once);
@@ -23,16 +23,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from harness.errors import HarnessError
-from harness.execution.runner import (
-    PreparedGroup,
-    RunOptions,
-    error_record,
-    memory_facts,
-    prepare_group,
-)
+from harness.execution.options import RunOptions
+from harness.execution.prepared import PreparedGroup, prepare_group
+from harness.execution.recording import memory_facts
 from harness.inputs.workloads import padded_batch
 from harness.measure.memory import PeakRSS
-from harness.records.results import Record, RunMeta, timestamp
+from harness.records.results import Record, RunMeta, error_record, timestamp
 from harness.records.store import RunStore, new_run_id
 from harness.records.types import BatchingInfo, Scenario, ServingEnergy, Summary, TokenizerInfo
 from harness.serving.batcher import Request, default_edges

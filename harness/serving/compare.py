@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.comparison.decide import comparability_problems
 from harness.errors import HarnessError
+from harness.records.env import comparability_problems
 from harness.records.results import Record, load_run
 from harness.serving.capacity import Capacity, compare_brackets
 

@@ -109,7 +109,7 @@ class ModelSpec:
 
     ``source`` is ``"random-init"`` (built offline from ``arch`` and ``seed``), a local
     directory, or a hub id. A directory may hold an ONNX export instead of PyTorch weights
-    (``optimum-cli export onnx``, :mod:`harness.checkpoints.onnx_export`); ``reference`` then names
+    (``optimum-cli export onnx``, :mod:`harness.spec.onnx_export`); ``reference`` then names
     the PyTorch weights (a directory or hub id) its outputs are checked against.
     """
 
@@ -142,7 +142,7 @@ class ModelSpec:
     @property
     def is_onnx_export(self) -> bool:
         """A local directory holding an ONNX export and no PyTorch weights."""
-        from harness.checkpoints.onnx_export import is_onnx_export_dir
+        from harness.spec.onnx_export import is_onnx_export_dir
 
         return self.is_local and is_onnx_export_dir(Path(self.source).expanduser())
 
@@ -199,7 +199,7 @@ def resolve_model(ref: str, models_dir: Path | None = None) -> ModelSpec:
             raise HarnessError(f"{ref}: directory has no config.json, not a checkpoint")
         config = _read_json(path / "config.json")
         arch = arch_from_config(config, where=ref)
-        from harness.checkpoints.onnx_export import is_onnx_export_dir
+        from harness.spec.onnx_export import is_onnx_export_dir
 
         if is_onnx_export_dir(path):
             return _onnx_export_spec(path, arch, config)
@@ -224,7 +224,7 @@ def resolve_model(ref: str, models_dir: Path | None = None) -> ModelSpec:
 def _onnx_export_spec(path: Path, arch: ArchSpec, config: dict[str, Any]) -> ModelSpec:
     """An ``optimum-cli`` export directory: the head from its graph; as the reference, the
     directory its config was exported from (``_name_or_path``) when that holds weights here."""
-    from harness.checkpoints.onnx_export import inspect_export, is_onnx_export_dir
+    from harness.spec.onnx_export import inspect_export, is_onnx_export_dir
 
     export = inspect_export(path)
     origin = Path(str(config.get("_name_or_path", ""))).expanduser()

@@ -12,7 +12,6 @@ weights when a spec names them (``reference``); without them the record says it 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ __all__ = [
     "OnnxExport",
     "inspect_export",
     "is_onnx_export_dir",
-    "onnx_weight_stats",
     "serving_output",
 ]
 
@@ -124,37 +122,3 @@ def serving_output(
     if head == "question-answering":
         return np.stack([outputs["start_logits"], outputs["end_logits"]], axis=1)
     return np.asarray(outputs["logits"])
-
-
-def onnx_weight_stats(path: Path) -> Any:
-    """Weight facts of a given graph: a hash of its files, its initializers' sizes."""
-    import onnx
-    from onnx import numpy_helper
-
-    from harness.checkpoints.weights import WeightStats, zeros_and_subnormals
-
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.parent.iterdir() if p.name.startswith(path.name)):
-        with file.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    model = onnx.load(str(path), load_external_data=True)
-    n = nbytes = zeros = subnormal = floats = 0
-    dtypes: set[str] = set()
-    for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init)
-        dtypes.add(str(arr.dtype))
-        nbytes += arr.nbytes
-        if arr.dtype.kind == "f":
-            floats += arr.size
-            z, s = zeros_and_subnormals(arr, float(np.finfo(arr.dtype).tiny))
-            zeros, subnormal = zeros + z, subnormal + s
-        n += arr.size
-    return WeightStats(
-        sha256=digest.hexdigest(),
-        n_params=n,
-        param_bytes=nbytes,
-        dtypes=tuple(sorted(dtypes)),
-        zero_share=zeros / floats if floats else 0.0,
-        subnormal_share=subnormal / floats if floats else 0.0,
-    )

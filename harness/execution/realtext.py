@@ -25,7 +25,7 @@ from harness.records.types import RealTextCheck
 from harness.stats.summary import by_batch
 
 if TYPE_CHECKING:
-    from harness.execution.runner import CaseInputs, PreparedGroup
+    from harness.execution.prepared import CaseInputs, PreparedGroup
     from harness.spec.sweep import Case
 
 __all__ = ["check_real_text"]

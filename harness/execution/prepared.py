@@ -1,0 +1,151 @@
+"""A (checkpoint, backend) group made ready: loaded, prepared, its parity checked once;
+and a case's inputs bound to it (synthetic, or real text per language)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import torch
+
+from harness.backends import Backend, BackendContext, make_backend
+from harness.checkpoints.load import Checkpoint, load_checkpoint
+from harness.errors import HarnessError
+from harness.execution.options import RunOptions
+from harness.inputs.workloads import Batch, synthetic_batch
+from harness.measure.memory import PeakRSS
+from harness.measure.parity import parity_check
+from harness.records.types import (
+    BackendInfo,
+    Cold,
+    Parity,
+    TokenizerInfo,
+    Workload,
+)
+from harness.spec.sweep import Case
+
+__all__ = ["CaseInputs", "PreparedGroup", "case_inputs", "prepare_group", "unchecked_parity"]
+
+
+@dataclass
+class PreparedGroup:
+    ckpt: Checkpoint
+    backend: Backend
+    info: BackendInfo
+    cold: Cold
+    parity: Parity
+
+
+def unchecked_parity(got: np.ndarray, name: str) -> Parity:
+    """No PyTorch weights to compare with (an ONNX export given without ``reference``): the
+    probe still ran, its outputs are finite or the case is invalid; the record says so."""
+    finite = bool(np.isfinite(got).all())
+    return {
+        "ok": finite,
+        "checked": False,
+        "note": f"{name} has no reference weights: outputs not compared"
+        + ("" if finite else "; the probe returned non-finite values"),
+    }
+
+
+def prepare_group(case: Case, opts: RunOptions) -> PreparedGroup:
+    torch.set_num_threads(case.threads)
+    memory = PeakRSS()
+    memory.start()
+    attn = dict(case.options).get("attn_implementation", "sdpa")
+    ckpt = load_checkpoint(
+        case.model,
+        opts.cache_dir,
+        allow_pickle=opts.allow_pickle,
+        allow_custom_code=opts.allow_custom_code,
+        attn_implementation=attn,
+    )
+    choices = case.model.choices
+    example = synthetic_batch(2, 16, ckpt.arch.vocab, choices=choices, seed=1, pad_rows=True)
+    probe = synthetic_batch(3, 24, ckpt.arch.vocab, choices=choices, seed=2, pad_rows=True)
+    reference = None
+    if ckpt.model is not None:  # an ONNX export without reference weights has none
+        with torch.inference_mode():
+            reference = ckpt.model(probe.input_ids, probe.attention_mask).float().numpy()
+    ctx = BackendContext(case.device, case.dtype, case.threads, opts.cache_dir, case.options)
+    backend = make_backend(case.backend, ctx)
+    start = time.perf_counter()
+    # Each backend says what it did in its own words; BackendInfo lists every key they use
+    # (the suite validates each record it writes against the published schema).
+    info = cast(BackendInfo, backend.prepare(ckpt, example))
+    prepare_s = time.perf_counter() - start
+    if case.device == "cuda":
+        from harness.measure.gpu import measure_matmul_peak
+        from harness.records.env import gpu_env
+
+        info = info | {
+            "gpu_name": gpu_env().get("gpu_name"),
+            "measured_matmul_tflops": measure_matmul_peak(case.dtype),
+        }
+    got = backend.output(backend.run(backend.bind(probe)))
+    backend.sync()
+    if reference is None:
+        parity = unchecked_parity(got, ckpt.spec.name)
+    elif getattr(backend, "approximate", False):
+        from harness.measure.accuracy import DEFAULT_MIN_COSINE, accuracy_facts
+
+        threshold = float(dict(case.options).get("min_cosine", DEFAULT_MIN_COSINE))
+        parity = accuracy_facts(got, reference, case.model.head, threshold)
+    else:
+        parity = parity_check(got, reference, case.dtype)
+    parity["probe_shape"] = list(probe.input_ids.shape)
+    # The resident peak of loading + preparing (export, optimizer, trace, compile): what a
+    # machine must have free to get this backend ready, apart from what serving then needs.
+    cold: Cold = {
+        "load_s": ckpt.load_s,
+        "prepare_s": prepare_s,
+        "prepare_peak_rss_bytes": memory.before + memory.peak_delta(),
+    }
+    return PreparedGroup(ckpt, backend, info, cold, parity)
+
+
+def _workload(
+    case: Case, ckpt: Checkpoint, opts: RunOptions
+) -> tuple[list[Batch], TokenizerInfo, Workload]:
+    if case.language is None:
+        batch = synthetic_batch(
+            case.batch_size, case.seq_len, ckpt.arch.vocab, choices=case.model.choices, seed=0
+        )
+        tokenizer: TokenizerInfo = {"kind": "none", "note": "synthetic token ids, no tokenizer"}
+        synthetic: Workload = {"kind": "synthetic", "n_batches": 1, "pad_share": 0.0}
+        return [batch], tokenizer, synthetic
+    from harness.inputs.textload import language_workload
+
+    return language_workload(case, ckpt, opts.corpus, opts.cache_dir)
+
+
+@dataclass
+class CaseInputs:
+    """A case's batches, bound to its backend, and the facts to record about them."""
+
+    batches: list[Batch]
+    calls: list[Callable[[], object]]
+    tokenizer: TokenizerInfo
+    workload: Workload
+    #: Seconds spent binding the batches: ~0 for most backends; CUDA-graph capture (and the
+    #: compilation a compiled module does on its first call at a shape) for ``cuda-graph``.
+    bind_s: float = 0.0
+
+
+def case_inputs(case: Case, group: PreparedGroup, opts: RunOptions) -> CaseInputs:
+    if case.seq_len > group.ckpt.arch.max_seq_len:
+        raise HarnessError(
+            f"sequence length {case.seq_len} exceeds {group.ckpt.arch.max_seq_len}, the most "
+            f"{case.model.name}'s {group.ckpt.arch.max_positions} positions allow"
+        )
+    batches, tokenizer, workload = _workload(case, group.ckpt, opts)
+    backend = group.backend
+    start = time.perf_counter()
+    bound = [backend.bind(b) for b in batches]
+    bind_s = time.perf_counter() - start
+    calls: list[Callable[[], object]] = [functools.partial(backend.run, x) for x in bound]
+    return CaseInputs(batches, calls, tokenizer, workload, bind_s)
