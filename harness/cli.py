@@ -40,7 +40,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="harness", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="harness",
+        description="Measure what XLM-R checkpoints cost to serve (latency, throughput, memory) "
+        "per backend, shape and language; compare checkpoints with verdicts that say how sure "
+        "they are; gate CI on regressions. `harness COMMAND --help` tells more.",
+        epilog="Exit codes: 0 ok; 1 a regression was found (check); 2 a usage, configuration "
+        "or input error, one line on stderr, nothing written; 3 some cases ended error or "
+        "invalid; 4 a bug in the harness; 130 interrupted; 143 terminated.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -48,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in MODULES:
         module.register(sub)
+    for action in sub._choices_actions:  # each command's page opens with its one-line help
+        page = sub.choices[action.dest]
+        page.description = page.description or action.help
     return parser
 
 

@@ -67,8 +67,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "cache",
-        help="list the cache's entries (built checkpoints, ONNX graphs, tokenizers), verify "
-        "or clear them",
+        help="List the cache's entries (built checkpoints, ONNX graphs, tokenizers); verify "
+        "or clear them.",
     )
     p.add_argument(
         "action",

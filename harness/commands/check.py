@@ -298,7 +298,8 @@ def _refresh(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "check", help="CI gate: compare a run (or a fresh suite run) with a baseline"
+        "check",
+        help="Gate CI: a candidate checkpoint in the same job, or a run against a stored baseline.",
     )
     p.add_argument("--baseline", type=Path, help="baseline run directory")
     p.add_argument("--run", type=Path, help="a finished candidate run (default: run the suite now)")

@@ -201,7 +201,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("compare", help="compare checkpoints (interleaved) or two finished runs")
+    p = sub.add_parser(
+        "compare", help="Compare checkpoints interleaved in fresh processes, or two finished runs."
+    )
     p.add_argument("runs", nargs="*", type=Path, help="two run directories (instead of -m)")
     add_sweep_args(p)
     add_stat_args(p)

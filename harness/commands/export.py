@@ -36,7 +36,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "export", help="export a run: github-action-benchmark JSON, CSV or Parquet rows"
+        "export", help="Export a run as github-action-benchmark JSON, or CSV or Parquet rows."
     )
     p.add_argument("run", type=Path)
     from harness.records.export import FORMATS

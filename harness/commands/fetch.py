@@ -29,7 +29,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("fetch-tatoeba", help="download the Tatoeba test files from upstream")
+    p = sub.add_parser(
+        "fetch-tatoeba", help="Download the Tatoeba test files from upstream (needs internet)."
+    )
     p.add_argument(
         "--dest",
         type=Path,

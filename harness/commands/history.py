@@ -55,7 +55,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("history", help="metrics over commits, with change-point detection")
+    p = sub.add_parser("history", help="Keep metrics over commits and find step changes in them.")
     p.add_argument("action", choices=("add", "show"))
     p.add_argument("runs", nargs="*", type=Path, help="run directories (for add)")
     p.add_argument("--store", type=Path, default=DEFAULT_STORE)

@@ -56,7 +56,7 @@ def cmd_languages(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("languages", help="per-language tokenization statistics on Tatoeba")
+    p = sub.add_parser("languages", help="Show per-language tokenization statistics on Tatoeba.")
     p.add_argument("--languages", type=words, help="codes (default: XTREME's 36), or 'all'")
     p.add_argument("-m", "--model", default="xlmr-base", help="whose tokenizer (surrogate if none)")
     p.add_argument("--corpus", type=Path)

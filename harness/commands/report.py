@@ -38,6 +38,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("report", help="(re)write a run's report")
+    p = sub.add_parser("report", help="Write a run's report again (Markdown, HTML, plots).")
     p.add_argument("run", type=Path, help="run directory")
     p.set_defaults(func=cmd_report)

@@ -321,7 +321,7 @@ def report_failed_cases(records: list[Any]) -> int:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run a sweep (TOML and/or flags) into reports/<run_id>/")
+    p = sub.add_parser("run", help="Run a sweep (a TOML file and/or flags) into reports/<run_id>/.")
     add_sweep_args(p)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="reports directory")
     iso = p.add_mutually_exclusive_group()

@@ -130,7 +130,8 @@ def cmd_serve_bench(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "serve-bench",
-        help="highest QPS under a latency bound per language (MLPerf LoadGen, dynamic batching)",
+        help="Find the highest QPS under a latency bound, per language (MLPerf LoadGen, "
+        "dynamic batching).",
     )
     p.add_argument("-m", "--model", action="append", dest="models", help="checkpoint (repeatable)")
     p.add_argument("-b", "--backend", action="append", dest="backends", help="backend (repeatable)")

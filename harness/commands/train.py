@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "train-intermediate", help="fine-tune a baseline on an English intermediate task"
+        "train-intermediate", help="Fine-tune a baseline on an English intermediate task (offline)."
     )
     p.add_argument("-m", "--model", default="xlmr-tiny", help="baseline checkpoint")
     p.add_argument(

@@ -28,6 +28,7 @@ from harness.errors import HarnessError, raise_terminated
 from harness.execution.options import Event, RunOptions
 from harness.execution.plan import expand
 from harness.execution.runner import run_group
+from harness.execution.worker_policy import after_worker_death
 from harness.records.env import collect_env
 from harness.records.results import Record, RunMeta, error_record, load_run, timestamp
 from harness.records.store import RunStore, new_run_id
@@ -163,22 +164,9 @@ def _run_isolated(
         if not remaining:
             return
         # The worker died mid-group: blame the case it was on, keep going with the rest.
-        failed = next((c for c in remaining if c.case_id == outcome.current), remaining[0])
-        rec = error_record(failed, "error", outcome.message())
-        store.append(rec)
-        emit(("done", rec))
-        pending = [c for c in remaining if c is not failed]
-        if outcome.killed:
-            limit = failed.batch_size * failed.seq_len
-            for c in [
-                c for c in pending if c.batch_size * c.seq_len >= limit and c.language is None
-            ]:
-                skip = error_record(
-                    c, "skipped", f"a smaller shape ({limit} tokens) was killed (out of memory)"
-                )
-                store.append(skip)
-                emit(("done", skip))
-                pending.remove(c)
+        pending = after_worker_death(
+            remaining, outcome.current, outcome.message(), store, emit, killed=outcome.killed
+        )
 
 
 def _size(path: Path) -> int:

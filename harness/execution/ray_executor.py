@@ -29,7 +29,8 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.execution.options import Event, RunOptions
 from harness.execution.runner import run_group
-from harness.records.results import Record, error_record
+from harness.execution.worker_policy import after_worker_death, blamed_case
+from harness.records.results import Record
 from harness.records.store import RunStore
 from harness.records.types import HostInfo
 from harness.spec.sweep import Case
@@ -211,16 +212,13 @@ def run_groups_on_ray(
         remaining = [c for c in state.cases if c.case_id not in state.done]
         if not remaining:
             return
-        blamed = next((c for c in remaining if c.case_id == state.current), remaining[0])
+        blamed = blamed_case(remaining, state.current)
         attempts[blamed.case_id] = attempts.get(blamed.case_id, 0) + 1
         if attempts[blamed.case_id] <= target.retries:
             submit(remaining)  # the retry policy: the whole rest of the group, fresh worker
             return
         message = f"worker died {_where(state.node)}: {reason}"
-        rec = error_record(blamed, "error", message, host=state.node)
-        store.append(rec)
-        emit(("done", rec))
-        rest = [c for c in remaining if c is not blamed]
+        rest = after_worker_death(remaining, state.current, message, store, emit, host=state.node)
         if rest:
             submit(rest)
 
