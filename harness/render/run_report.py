@@ -118,25 +118,26 @@ def _tokenizer_lines(records: list[Record]) -> list[str]:
     return lines
 
 
-def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
-    """Write ``report.md`` and ``report.html`` (plots as PNG beside them); return the .md path."""
-    records = run.latest()
-    out = run.path
-    env = run.meta.env
+def _head_section(run: Run, records: list[Record]) -> list[str]:
     n_ok = sum(r.status == "ok" for r in records)
-    lines = [
+    return [
         f"# Run `{run.meta.run_id}`",
         "",
         f"{n_ok} of {len(records)} cases measured ok · created {run.meta.created} · "
         f"schema v{run.meta.schema_version}",
         "",
         *damage_lines(run),
-        *environment_lines(env),
+        *environment_lines(run.meta.env),
         *_tokenizer_lines(records),
         "",
         "## Checkpoints",
         "",
         md_table(checkpoint_rows(records)),
+    ]
+
+
+def _results_section(records: list[Record]) -> list[str]:
+    return [
         "## Results",
         "",
         "Latency is per call (one batch); `±CI` is the half-width of the 95 % CI of the median; "
@@ -151,6 +152,10 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
         "",
         md_table(_cold_rows(records)),
     ]
+
+
+def _language_sections(records: list[Record], out: Path) -> list[str]:
+    lines: list[str] = []
     per_language = language_result_rows(records)
     if per_language:
         lines += [
@@ -177,17 +182,23 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
             f"Measured sentences, max length {data['max_len']}; fertility is tokens(lang) / "
             "tokens(English translation), per pair.",
             "",
+            md_table(stats_rows(data["languages"])),
         ]
-        lines.append(md_table(stats_rows(data["languages"])))
+    return lines
+
+
+def _gpu_sections(records: list[Record]) -> list[str]:
+    lines: list[str] = []
     gpu = gpu_rows(sort_records(records))
     if gpu:
         lines += [
             "## GPU: roofline, memory, energy",
             "",
-            "TFLOP/s are model FLOPs (`harness.measure.roofline.forward_flops`) at the median latency; "
-            "`% peak` is against the data-sheet dense peak for the dtype, `% matmul` against a "
-            "large matmul measured on this GPU at the start of the group; the weight floor is "
-            "the time to read the non-embedding weights once at the data-sheet bandwidth.",
+            "TFLOP/s are model FLOPs (`harness.measure.roofline.forward_flops`) at the median "
+            "latency; `% peak` is against the data-sheet dense peak for the dtype, `% matmul` "
+            "against a large matmul measured on this GPU at the start of the group; the weight "
+            "floor is the time to read the non-embedding weights once at the data-sheet "
+            "bandwidth.",
             "",
             md_table(gpu),
             *target_lines(records),
@@ -200,14 +211,17 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
             "",
             "One profiled call per case (torch.profiler, after the group's timed cases): "
             "kernels / device milliseconds per kind, read from kernel names "
-            "(`harness.measure.kernels`). `busy` is the kernels' summed time, `idle` the rest of the "
-            "median call: launch gaps and host work the GPU waited for.",
+            "(`harness.measure.kernels`). `busy` is the kernels' summed time, `idle` the rest of "
+            "the median call: launch gaps and host work the GPU waited for.",
             "",
             md_table(kernels),
             "",
         ]
-    for section in extra_sections or []:
-        lines += [section, ""]
+    return lines
+
+
+def _plot_and_warning_sections(records: list[Record], out: Path) -> list[str]:
+    lines: list[str] = []
     plots = [
         ("latency.png", plot_latency_vs_tokens(records, out / "latency.png")),
         ("languages.png", plot_language_throughput(records, out / "languages.png")),
@@ -221,7 +235,22 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
         lines += ["## Stability warnings", ""]
         lines += [f"- `{r.case_id}`: {'; '.join(r.summary['warnings'])}" for r in unstable]
         lines.append("")
-    return _write_report(out, lines, records, f"Run {run.meta.run_id}")
+    return lines
+
+
+def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
+    """Write ``report.md`` and ``report.html`` (plots as PNG beside them); return the .md path."""
+    records = run.latest()
+    lines = [
+        *_head_section(run, records),
+        *_results_section(records),
+        *_language_sections(records, run.path),
+        *_gpu_sections(records),
+    ]
+    for section in extra_sections or []:
+        lines += [section, ""]
+    lines += _plot_and_warning_sections(records, run.path)
+    return _write_report(run.path, lines, records, f"Run {run.meta.run_id}")
 
 
 def _write_report(out: Path, lines: list[str], records: list[Record], title: str) -> Path:
