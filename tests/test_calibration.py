@@ -42,7 +42,7 @@ CALL_S = 0.010  # the simulator's base call length
 BATCHES = 4  # a real-text case's batch shapes
 BLOCK, WARM = block_sizes(SPEC, CALL_S, BATCHES)
 SETTINGS = CompareSettings(margin=0.05, min_effect=0.05)  # the README's settings for the question
-SEEDS = 120
+SEEDS = 300
 PLANTED = 1.083
 
 

@@ -40,8 +40,10 @@ from harness.records.results import Record, merge_records
 from harness.records.types import CaseInfo
 from harness.stats.hierarchy import (
     CALL_DTYPE,
+    DISTURBED,
     Estimate,
     calls_table,
+    disturbed,
     process_effects,
     process_means,
     process_paired,
@@ -307,6 +309,16 @@ def interleaved_calls(records: list[Record]) -> np.ndarray:
     return np.concatenate(tables) if tables else np.empty(0, CALL_DTYPE)
 
 
+def _level(a: Record, b: Record) -> float:
+    """How fast a process ran, whatever the arms' difference: the mean of both arms' log
+    median calls."""
+    return (math.log(statistics.median(a.samples)) + math.log(statistics.median(b.samples))) / 2
+
+
+def _median(levels: dict[int, float]) -> float:
+    return float(np.median(list(levels.values())))
+
+
 def _per_run(rec: Record) -> float:
     """One number per run: the geometric mean of per-batch medians."""
     strata = by_batch(rec.samples, _n_batches(rec))
@@ -353,6 +365,16 @@ def estimate_pair(a_runs: list[Record], b_runs: list[Record]) -> tuple[Estimate 
         )
     if together:
         shared = sorted(p for p in procs_a.keys() & procs_b.keys() if p is not None)
+        levels = {p: _level(procs_a[p], procs_b[p]) for p in shared}
+        off = disturbed(levels)
+        if off:
+            notes.append(
+                "process(es) "
+                + ", ".join(f"{p} ({math.exp(levels[p] - _median(levels)):.2f}x)" for p in off)
+                + f" ran more than {100 * DISTURBED:g} % off the others' speed (a disturbed "
+                "machine): left out of the pairs"
+            )
+            shared = [p for p in shared if p not in off]
         for side, procs in (("baseline", procs_a), ("candidate", procs_b)):
             missing = sorted(
                 p for p in (procs_a.keys() | procs_b.keys()) - procs.keys() if p is not None
@@ -441,6 +463,8 @@ def compare_records(
         ]
         if est is not None and est.replicates and "paired rounds" in est.level:
             res.per_process = per_process_effects(ok_a, ok_b)
+            used = {int(p) for p in est.processes}
+            res.per_process = {p: v for p, v in res.per_process.items() if p in used}
     measured = [r for r in results if r.estimate is not None]
     adjusted = adjust([r.estimate.p_diff for r in measured if r.estimate], s.correction)
     # The power statement at the family's level: Bonferroni's, which is Holm's worst case

@@ -13,9 +13,10 @@ shrink it. So, for arms interleaved in several fresh processes (:func:`process_p
   medians, taken per batch shape and averaged (a real-text case cycles over batches of
   different shapes; their calls are never pooled into one median). A median per block means
   one hiccup does not move a round.
-* **One number per process.** The 20 %-trimmed mean of a process's round effects: whatever
-  the process did within itself — drift, autocorrelated calls, a slow stretch, one bad
-  round — stays inside that number.
+* **One number per process.** The median of a process's round effects: whatever the process
+  did within itself — drift, autocorrelated calls, a slow stretch, two bad rounds of five —
+  stays inside that number. A process that ran far off the others' speed (a neighbour took
+  the machine) is left out first (:func:`disturbed`), judged on speed, not on the effect.
 * **A t interval over processes** (P − 1 degrees of freedom): the effect is the mean of the
   per-process numbers, its standard error their spread over √P. It covers the
   process × arm interaction, because that is exactly what the per-process numbers vary by.
@@ -43,10 +44,12 @@ from harness.stats.summary import by_batch
 
 __all__ = [
     "CALL_DTYPE",
+    "DISTURBED",
     "Estimate",
     "VariancePrior",
     "block_medians",
     "calls_table",
+    "disturbed",
     "paired_runs_ratio",
     "process_effects",
     "process_means",
@@ -61,9 +64,6 @@ __all__ = [
 
 #: One timed call of one arm: which process and round it ran in, which batch, how long.
 CALL_DTYPE = np.dtype([("process", "i4"), ("round", "i4"), ("batch", "i4"), ("seconds", "f8")])
-
-#: Share of a process's round effects cut from each end before averaging them.
-TRIM = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,8 @@ class Estimate:
     replicates: int = 0
     var_between: float | None = None
     var_within: float | None = None
+    #: The processes the estimate is over (paired estimates only).
+    processes: tuple[int, ...] = ()
 
     @property
     def log_ratio(self) -> float:
@@ -215,11 +217,28 @@ def process_effects(a: np.ndarray, b: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def _summary(rounds: np.ndarray) -> float:
-    return float(sps.trim_mean(rounds, TRIM)) if rounds.size > 2 else float(rounds.mean())
+    return float(np.median(rounds))
+
+
+#: A process that ran more than this much faster or slower than the median process (the
+#: mean speed of both arms, so not the effect) ran on a disturbed machine.
+DISTURBED = 0.25
+
+
+def disturbed(levels: Mapping[int, float], tolerance: float = DISTURBED) -> list[int]:
+    """The processes whose log speed ``levels`` is more than ``tolerance`` off the median
+    process's. Screened on speed, which both arms share, never on the effect: a process
+    that a neighbour slowed 2-5x (seen on the shared VM: one of ten processes at 2.8x and
+    +126 % on an A/A pair) would otherwise decide a verdict alone. On a quiet machine
+    processes differ by a few percent and none is screened."""
+    if len(levels) < 3:
+        return []
+    med = float(np.median(list(levels.values())))
+    return sorted(p for p, v in levels.items() if abs(v - med) > math.log1p(tolerance))
 
 
 def process_means(per_process: Mapping[int, np.ndarray]) -> dict[int, float]:
-    """Each process's one number: the trimmed mean of its round effects."""
+    """Each process's one number: the median of its round effects."""
     return {p: _summary(np.asarray(v, float)) for p, v in per_process.items() if len(v)}
 
 
@@ -228,16 +247,21 @@ def process_paired(per_process: Mapping[int, np.ndarray] | Sequence[np.ndarray])
 
     Needs two processes or more: with one, the process × arm variation is unmeasured and no
     honest interval exists (:class:`ValueError`)."""
-    arrays = per_process.values() if isinstance(per_process, Mapping) else per_process
-    procs = [np.asarray(p, float) for p in arrays if len(p)]
+    items = (
+        list(per_process.items())
+        if isinstance(per_process, Mapping)
+        else list(enumerate(per_process))
+    )
+    procs = [(p, np.asarray(v, float)) for p, v in items if len(v)]
     if len(procs) < 2:
         raise ValueError("a paired estimate needs rounds from at least two processes")
-    means = np.array([_summary(p) for p in procs])
+    means = np.array([_summary(v) for _, v in procs])
     n_p = means.size
     var_means = float(means.var(ddof=1))
-    within = [p.var(ddof=1) / p.size for p in procs if p.size > 1]
+    # The variance a median of R rounds has, roughly: pi/2 times a mean's.
+    within = [math.pi / 2 * v.var(ddof=1) / v.size for _, v in procs if v.size > 1]
     var_within = float(np.mean(within)) if within else 0.0
-    rounds = sum(p.size for p in procs)
+    rounds = sum(v.size for _, v in procs)
     return Estimate(
         ratio=math.exp(float(means.mean())),
         se_log=math.sqrt(var_means / n_p),
@@ -248,6 +272,7 @@ def process_paired(per_process: Mapping[int, np.ndarray] | Sequence[np.ndarray])
         replicates=n_p,
         var_between=max(0.0, var_means - var_within),
         var_within=var_within,
+        processes=tuple(int(p) for p, _ in procs),
     )
 
 
