@@ -64,6 +64,7 @@ __all__ = [
     "estimate_pair",
     "interleaved_calls",
     "paired_estimate",
+    "screened_estimate",
     "verdict_of",
 ]
 
@@ -309,16 +310,6 @@ def interleaved_calls(records: list[Record]) -> np.ndarray:
     return np.concatenate(tables) if tables else np.empty(0, CALL_DTYPE)
 
 
-def _level(a: Record, b: Record) -> float:
-    """How fast a process ran, whatever the arms' difference: the mean of both arms' log
-    median calls."""
-    return (math.log(statistics.median(a.samples)) + math.log(statistics.median(b.samples))) / 2
-
-
-def _median(levels: dict[int, float]) -> float:
-    return float(np.median(list(levels.values())))
-
-
 def _per_run(rec: Record) -> float:
     """One number per run: the geometric mean of per-batch medians."""
     strata = by_batch(rec.samples, _n_batches(rec))
@@ -326,9 +317,28 @@ def _per_run(rec: Record) -> float:
 
 
 def paired_estimate(a: np.ndarray, b: np.ndarray) -> Estimate:
-    """Interleaved timed calls of two arms (:data:`harness.stats.hierarchy.CALL_DTYPE` rows) → the
-    per-process paired estimate."""
-    return process_paired(process_effects(a, b))
+    """Interleaved timed calls of two arms (:data:`harness.stats.hierarchy.CALL_DTYPE` rows)
+    → the per-process paired estimate, disturbed processes left out (:func:`screened_estimate`)."""
+    return screened_estimate(a, b)[0]
+
+
+def screened_estimate(a: np.ndarray, b: np.ndarray) -> tuple[Estimate, dict[int, float]]:
+    """The paired estimate over the processes that ran at the machine's usual speed, and the
+    ones left out with their speed relative to the median process. A process's speed is the
+    mean of both arms' log median calls: what the arms share, not their difference."""
+    levels = {
+        int(p): (
+            math.log(float(np.median(a["seconds"][a["process"] == p])))
+            + math.log(float(np.median(b["seconds"][b["process"] == p])))
+        )
+        / 2
+        for p in set(np.unique(a["process"]).tolist()) & set(np.unique(b["process"]).tolist())
+    }
+    off = disturbed(levels)
+    effects = process_effects(a, b)
+    kept = {p: v for p, v in effects.items() if p not in off}
+    med = float(np.median(list(levels.values()))) if levels else 0.0
+    return process_paired(kept), {p: math.exp(levels[p] - med) for p in off}
 
 
 def per_process_effects(a_runs: list[Record], b_runs: list[Record]) -> dict[int, float]:
@@ -365,35 +375,23 @@ def estimate_pair(a_runs: list[Record], b_runs: list[Record]) -> tuple[Estimate 
         )
     if together:
         shared = sorted(p for p in procs_a.keys() & procs_b.keys() if p is not None)
-        levels = {p: _level(procs_a[p], procs_b[p]) for p in shared}
-        off = disturbed(levels)
-        if off:
-            notes.append(
-                "process(es) "
-                + ", ".join(f"{p} ({math.exp(levels[p] - _median(levels)):.2f}x)" for p in off)
-                + f" ran more than {100 * DISTURBED:g} % off the others' speed (a disturbed "
-                "machine): left out of the pairs"
-            )
-            shared = [p for p in shared if p not in off]
-        for side, procs in (("baseline", procs_a), ("candidate", procs_b)):
-            missing = sorted(
-                p for p in (procs_a.keys() | procs_b.keys()) - procs.keys() if p is not None
-            )
-            if missing:
-                notes.append(
-                    f"process(es) {', '.join(map(str, missing))} did not measure the {side}: "
-                    "left out of the pairs"
-                )
         if len(shared) < 2:
             notes.append(
                 f"{len(shared)} process(es) measured both arms; the paired analysis needs two "
                 "or more (its replicate is the process: --processes)"
             )
             return None, notes
-        est = paired_estimate(
+        est, off = screened_estimate(
             interleaved_calls([procs_a[p] for p in shared]),
             interleaved_calls([procs_b[p] for p in shared]),
         )
+        if off:
+            notes.append(
+                "process(es) "
+                + ", ".join(f"{p} ({speed:.2f}x)" for p, speed in off.items())
+                + f" ran more than {100 * DISTURBED:g} % off the others' speed (a disturbed "
+                "machine): left out of the pairs"
+            )
         return est, notes
     if len(a_runs) + len(b_runs) >= 3:
         return replicate_ratio([_per_run(r) for r in a_runs], [_per_run(r) for r in b_runs]), notes
