@@ -84,5 +84,5 @@ def test_corrupt_config(tmp_path: Path, cache_dir: Path) -> None:
 
 def test_hub_offline_is_one_clear_line() -> None:
     spec = ModelSpec(name="hub", source="FacebookAI/xlm-roberta-base")
-    with pytest.raises(HarnessError, match="cannot fetch 'FacebookAI/xlm-roberta-base'"):
+    with pytest.raises(HarnessError, match="'FacebookAI/xlm-roberta-base' is not cached"):
         preflight(spec)

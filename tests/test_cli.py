@@ -212,7 +212,7 @@ def _bad_inputs(tmp_path: Path, cache_dir: Path) -> list[tuple[list[str], str]]:
         (["run", "-m", "xlmr-tiny", "--threads", "0"], "threads must be > 0"),
         (["run", "-m", "xlmr-tiny", "--out", str(blocker / "sub")], "not writable"),
         (["run", "-m", "xlmr-tiny", "--device", "gpu"], "invalid choice"),
-        (["run", "-m", "FacebookAI/xlm-roberta-base"], "cannot fetch"),
+        (["run", "-m", "FacebookAI/xlm-roberta-base"], "is not cached"),
         (["report", str(tmp_path)], "not a run directory"),
         (["frobnicate"], "invalid choice"),
         (["run", "-m", "xlmr-tiny", "--resume", str(tmp_path)], "not a run directory"),

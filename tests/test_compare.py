@@ -175,7 +175,7 @@ def test_end_to_end_compare(
             "--corpus",
             str(small_corpus),
             "--processes",
-            "2",
+            "3",
             "--rounds",
             "4",
             "--max-time",
