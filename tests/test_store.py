@@ -128,3 +128,42 @@ def test_resume_after_a_torn_last_record_at_any_offset(tmp_path: Path, cache_dir
         ids = [json.loads(line)["case_id"] for line in lines]  # every line parses
         assert sorted(ids) == sorted(planned), cut
         assert len(list(run_dir.glob("records.jsonl.torn-*"))) == 1
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_run_is_one_line_and_resumable(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """`harness run` whose records cannot grow (RLIMIT_FSIZE, as a full disk): exit 2 with
+    one line naming the file, no torn record, and `--resume` finishes the run."""
+    import resource
+
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "harness", "run", "-m", "xlmr-tiny", "-b", "eager",
+            "--batch-sizes", "1,2", "--seq-lens", "8", "--threads", "1", "--inline",
+            "--max-time", "0.05", "--cache-dir", str(cache_dir), "-q"]  # fmt: skip
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))  # run.json fits, a record not
+
+    warm = subprocess.run([*argv, "--out", str(tmp_path / "warm")], cwd=tmp_path, check=False)
+    assert warm.returncode == 0  # the model is built and cached before the disk "fills"
+
+    proc = subprocess.run(
+        [*argv, "--out", str(out)], preexec_fn=small_files, capture_output=True, text=True,
+        check=False, cwd=tmp_path,
+    )  # fmt: skip
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(err) == 1 and "the disk is full or the file too large" in err[0]
+    (run_dir,) = out.iterdir()
+    records = run_dir / "records.jsonl"
+    assert (
+        not records.exists()
+        or records.read_bytes() in (b"",)
+        or records.read_bytes().endswith(b"\n")
+    )
+    done = subprocess.run([*argv, "--resume", str(run_dir)], cwd=tmp_path, check=False)
+    assert done.returncode == 0
+    run = load_run(run_dir)
+    assert sorted(r.case_id for r in run.records) == sorted(run.meta.planned)
