@@ -63,9 +63,17 @@ def check_output(out: str | Path) -> Path:
 def sweep_spec(spec: SweepSpec | str | Path | None = None, **changes: Any) -> SweepSpec:
     """A :class:`~harness.spec.sweep.SweepSpec`: a built-in name (``"smoke"``), a TOML file, or
     the defaults, with ``changes`` applied (``models=[...]``, ``batch_sizes=[...]``, ...)."""
+    import dataclasses
+
     from harness.spec.sweep import SweepSpec, load_sweep
 
     base = spec if isinstance(spec, SweepSpec) else load_sweep(Path(spec)) if spec else SweepSpec()
+    known = {f.name for f in dataclasses.fields(SweepSpec)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise HarnessError(
+            f"sweep: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
     tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
     return base.replace(**tuples)
 

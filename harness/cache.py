@@ -128,32 +128,51 @@ def seal_entry(entry: Path) -> None:
     seal(manifest_of(entry), entry_files(entry))
 
 
-def usable(entry: Path, required: Iterable[Path], what: str) -> bool:
+def usable(
+    entry: Path, required: Iterable[Path], what: str, files: Iterable[Path] | None = None
+) -> bool:
     """Whether the cached ``entry`` (its ``required`` files present) may be used. An entry
-    that does not match its manifest is removed (a :class:`CacheRebuiltWarning` says why)
-    and the caller builds it again; one without a manifest is adopted."""
-    if not all(f.is_file() for f in required):
+    that does not match its manifest, or that exists without all its required files, is
+    removed (a :class:`CacheRebuiltWarning` says why) and the caller builds it again; a
+    complete one without a manifest (written before manifests) is adopted with ``files``
+    (default: :func:`entry_files`)."""
+    required = list(required)
+    manifest = manifest_of(entry) if entry.exists() else None
+    missing = [f for f in required if not f.is_file()]
+    if missing:
+        if entry.exists():
+            _rebuild(entry, what, f"{missing[0].name} is missing")
         return False
-    manifest = manifest_of(entry)
+    assert manifest is not None
     if not manifest.is_file():
         with contextlib.suppress(OSError):  # a read-only cache: used as it is
-            seal_entry(entry)
+            seal(manifest, list(files) if files is not None else entry_files(entry))
         return True
     problem = check(manifest)
     if problem is None:
         return True
-    warnings.warn(
-        CacheRebuiltWarning(f"cache: {what} at {entry} is damaged ({problem}): building it again"),
-        stacklevel=2,
-    )
-    remove(entry)
+    _rebuild(entry, what, problem)
     return False
 
 
+def _rebuild(entry: Path, what: str, problem: str) -> None:
+    warnings.warn(
+        CacheRebuiltWarning(f"cache: {what} at {entry} is damaged ({problem}): building it again"),
+        stacklevel=3,
+    )
+    remove(entry)
+
+
 def remove(entry: Path) -> None:
-    """Remove an entry and its manifest (a folder, or a file with the files named after it)."""
+    """Remove an entry and its manifest (a folder, or a file with the files named after it).
+    A folder is renamed aside first, so no other process sees it half deleted."""
     if entry.is_dir():
-        shutil.rmtree(entry, ignore_errors=True)
+        aside = entry.with_name(f".removing-{entry.name}-{os.getpid()}")
+        try:
+            os.rename(entry, aside)
+        except OSError:
+            aside = entry
+        shutil.rmtree(aside, ignore_errors=True)
         return
     for f in entry.parent.glob(entry.name + "*"):
         f.unlink(missing_ok=True)

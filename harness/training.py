@@ -18,6 +18,7 @@ harness must show to be equivalent in cost (or not).
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import time
@@ -159,6 +160,9 @@ def train_intermediate(
     """Fine-tune ``baseline`` on ``spec.task``; save a loadable checkpoint directory at ``out``."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise HarnessError(f"{out}: output directory exists and is not empty")
+    parent = next((p for p in out.resolve().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise HarnessError(f"{out}: cannot be created ({parent} is not a writable directory)")
     from harness.checkpoints.load import preflight
 
     preflight(baseline, allow_pickle=allow_pickle)  # one line, before minutes of loading

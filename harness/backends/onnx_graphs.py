@@ -258,8 +258,8 @@ def staged(folder: Path) -> Iterator[Path]:
         yield staging
         try:
             os.rename(staging, folder)
-        except OSError:
-            if not folder.is_dir():
+        except OSError:  # another process finished it first: its copy stands, if whole
+            if not (folder / "model.onnx").is_file():
                 raise
     finally:
         if staging.exists():
@@ -278,7 +278,8 @@ def _build_once(
     """``folder/model.onnx``, built into a staged folder by ``build`` unless cached; the facts
     say which."""
     plain = folder / "model.onnx"
-    if usable(folder, [plain], "ONNX export"):
+    own = list(folder.glob("model.onnx*")) if folder.is_dir() else []  # the graph, its weights
+    if usable(folder, [plain], "ONNX export", files=[f for f in own if ".manifest" not in f.name]):
         return plain, facts | {"exported": False}
     with staged(folder) as staging:
         build(staging)
@@ -349,11 +350,18 @@ def _offline(facts_file: Path, target: Path, args: list[str]) -> dict[str, Any]:
     from harness.backends.ort_offline import run_offline
 
     if not usable(target, [target, facts_file], "ONNX rewrite"):
-        tmp = target.with_name(target.stem + ".tmp.onnx")
-        argv = [a if a != str(target) else str(tmp) for a in args]
-        facts = run_offline(argv)
-        os.replace(tmp, target)
-        facts_file.write_text(json.dumps(facts))
-        seal_entry(target)
+        # Built in a private folder under its final names (a big model's weights go beside
+        # the graph, named after it), then moved in: the weights and facts first, the graph
+        # last, so a graph in the cache always has what it needs beside it.
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            staged_target = stage / target.name
+            facts = run_offline([a if a != str(target) else str(staged_target) for a in args])
+            (stage / facts_file.name).write_text(json.dumps(facts))
+            for f in sorted(stage.iterdir(), key=lambda f: f.name == target.name):
+                os.replace(f, target.parent / f.name)
+            seal_entry(target)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     data: dict[str, Any] = json.loads(facts_file.read_text())
     return data

@@ -17,6 +17,7 @@ protobuf's 2 GB limit requires for XLM-R large in float32.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -100,6 +101,20 @@ def _fp16(plain: str, target: str, big: bool) -> dict[str, Any]:
     return {"fp16": {"tool": "onnxruntime.transformers.float16", "fp16_initializers": halves}}
 
 
+def _child_signals() -> None:
+    """The rewrite stops with whoever started it: the default signal handlers back (a worker
+    ignores SIGTERM and SIGINT, and a child inherits that), and death with its parent."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
 def run_offline(args: list[str]) -> dict[str, Any]:
     """Run one rewrite in a fresh interpreter; its result plus ``peak_rss_bytes``."""
     env = dict(os.environ)
@@ -111,6 +126,7 @@ def run_offline(args: list[str]) -> dict[str, Any]:
         text=True,
         env=env,
         check=False,
+        preexec_fn=_child_signals,
     )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]

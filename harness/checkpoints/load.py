@@ -127,8 +127,10 @@ def build_random_init(spec: ModelSpec, cache_dir: Path) -> Path:
         seal_entry(tmp)
         try:
             os.rename(tmp, target)
-        except OSError:  # another process won the race; its copy is identical
+        except OSError:  # another process won the race; its copy is identical, if whole
             shutil.rmtree(tmp, ignore_errors=True)
+            if not (target / "config.json").is_file():
+                raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

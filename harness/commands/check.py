@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,9 @@ def cmd_check_abba(args: argparse.Namespace) -> int:
         raise HarnessError("--pairs must be >= 2")
     baseline_py = args.baseline_python
     candidate_py = args.candidate_python or sys.executable
+    for py in (baseline_py, candidate_py):
+        if not (Path(py).is_file() and os.access(py, os.X_OK)):
+            raise HarnessError(f"{py}: no such Python interpreter (give the path of its python)")
     settings = GateSettings(thresholds=_thresholds(args), alpha=args.alpha)
     console = make_console(args.quiet)
     pairs = []

@@ -42,7 +42,7 @@ def _spec(args: argparse.Namespace) -> Any:
     from harness.checkpoints.load import preflight
     from harness.commands.run import _backend_options
     from harness.execution.plan import expand
-    from harness.inputs.corpus import resolve_corpus
+    from harness.inputs.corpus import read_pairs, resolve_corpus
     from harness.serving.loadgen import require_loadgen
     from harness.serving.spec import ServeSpec, check_serve_backends
     from harness.serving.traffic import traffic_name
@@ -54,6 +54,8 @@ def _spec(args: argparse.Namespace) -> Any:
     check_serve_backends(tuple(args.backends))
     corpus = resolve_corpus(args.corpus)
     traffic = tuple(dict.fromkeys(traffic_name(t, corpus) for t in args.languages))
+    for code in {part.split(":")[0] for t in traffic for part in t.split("+")}:
+        read_pairs(corpus, code)  # present, parallel, UTF-8, not empty: or exit 2 now
     options = _backend_options(args.backend_option, {}) or {}
     sweep = SweepSpec(
         name="serve",

@@ -96,7 +96,7 @@ def run_interleaved(
                     store.append(rec)
                     emit(("done", rec))
                 continue
-            records = _interleave_case(cases, groups, opts, spec, rng, process, process + j)
+            records = _interleave_case(cases, groups, opts, spec, rng, process, process + j, emit)
             for i, rec in enumerate(records):
                 rec.workload["interleaved"]["prepared_position"] = rotation(
                     len(arms), process
@@ -148,6 +148,7 @@ def _interleave_case(
     rng: np.random.Generator,
     process: int,
     shift: int,
+    emit: Callable[[Event], None],
 ) -> list[Record]:
     arms = []
     for c, g in zip(cases, groups, strict=True):
@@ -167,6 +168,7 @@ def _interleave_case(
     call_s = max(float(np.median((a.warmup or [a.first])[-n_batches:])) for a in arms)
     block, n_warm = block_sizes(spec, call_s, n_batches)
     for _ in range(spec.rounds):
+        emit(("beat", cases[0].case_id))  # progress for the watchdog: a long case is alive
         for pos, i in enumerate(rng.permutation(len(arms))):
             arms[int(i)].block(n_warm, block, arms[int(i)].values)
             arms[int(i)].positions.append(pos)

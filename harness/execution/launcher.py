@@ -10,6 +10,7 @@ finished and ``resume`` skips it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import functools
@@ -18,6 +19,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -73,10 +75,10 @@ class WorkerOutcome:
         return text + (" (SIGKILL: likely out of memory)" if self.killed else "")
 
 
-def _worker(job: Job, path: str, opts: RunOptions, q: Any) -> None:
+def _worker(job: Job, path: str, opts: RunOptions, q: Any, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (a job's whole process group gets it)
-    _exit_with_parent()
+    _die_with(parent)
     if opts.worker_memory_bytes:
         import resource
 
@@ -93,7 +95,7 @@ def _worker(job: Job, path: str, opts: RunOptions, q: Any) -> None:
         q.put((kind, payload.to_dict() if isinstance(payload, Record) else payload))
 
     try:
-        job(_OrphanSafeStore(Path(path)), opts, emit)
+        job(_OrphanSafeStore(Path(path), parent), opts, emit)
     except HarnessError as exc:  # the user's problem (a full disk): one line, in the parent
         q.put(("fatal", str(exc)))
         return
@@ -104,9 +106,9 @@ class _OrphanSafeStore(RunStore):
     """A worker's store: nothing is appended once the parent is gone (a resumed run may be
     measuring the same case already; the record would be a duplicate)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, parent: int) -> None:
         super().__init__(path)
-        self._parent = os.getppid()
+        self._parent = parent
 
     def append(self, record: Record) -> None:
         if os.getppid() != self._parent:
@@ -122,10 +124,10 @@ def run_in_worker(
     interrupted, and what it finished read from the store even if its last events were lost."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(job, str(store.path), opts, q))
+    proc = ctx.Process(target=_worker, args=(job, str(store.path), opts, q, os.getpid()))
     offset = _size(store.records_file)
-    proc.start()
     try:
+        proc.start()
         done, current, reason = _follow(proc, q, opts, emit)
     finally:  # an interrupted parent must not leave a worker measuring on its own
         if proc.is_alive():
@@ -239,15 +241,21 @@ def _follow(
             raise HarnessError(str(payload))
 
 
-def _exit_with_parent() -> None:
-    """A worker whose parent died (SIGKILL) stops too, instead of measuring for nobody."""
-    parent = os.getppid()
+def _die_with(parent: int) -> None:
+    """A worker whose parent died (SIGKILL) stops too, instead of measuring for nobody: the
+    kernel's death signal where there is one (Linux), and a watch on the parent's pid —
+    given by the parent itself, so a parent killed while this worker started is seen too."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
     def watch() -> None:
         while True:
-            time.sleep(0.5)
             if os.getppid() != parent:
                 os._exit(3)
+            time.sleep(0.5)
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -278,15 +286,22 @@ def run_sweep(
     """
     emit = emit or (lambda event: None)
     cases = cases if cases is not None else expand(sweep, models_dir)
+    if opts.worker_memory_bytes and any(c.device == "cuda" for c in cases):
+        raise HarnessError(
+            "--worker-memory limits a worker's address space, which CUDA needs far more of "
+            "than it uses: leave it off for GPU cases"
+        )
     if ray is not None:  # an unreachable cluster is an input error: nothing written yet
         from harness.execution.ray_executor import connect
 
         connect(ray)
     if resume is not None:
-        store = RunStore.open(resume)
         previous = load_run(resume).meta
         if previous.planned and {c.case_id for c in cases} - set(previous.planned):
             raise HarnessError(f"{resume}: the sweep differs from the one being resumed")
+        if sweep.repeats > 1:
+            raise HarnessError("--resume does not support repeated sweeps (repeats > 1)")
+        store = RunStore.open(resume)
         done = store.done()
         cases = [c for c in cases if c.case_id not in done]
     else:
@@ -306,10 +321,9 @@ def run_sweep(
             rec = error_record(case, "skipped", reason)
             store.append(rec)
             emit(("done", rec))
-    if resume is not None and sweep.repeats > 1:
-        raise HarnessError("--resume does not support repeated sweeps (repeats > 1)")
     lock = _lock_run(store.path)
-    previous_term = signal.signal(signal.SIGTERM, raise_terminated)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous_term = signal.signal(signal.SIGTERM, raise_terminated) if main_thread else None
     try:
         for repeat in range(sweep.repeats):
             rep_opts = dataclasses.replace(opts, repeat=repeat)
@@ -324,7 +338,8 @@ def run_sweep(
                 else:
                     run_group(group, store, rep_opts, emit)
     finally:
-        signal.signal(signal.SIGTERM, previous_term)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous_term)
         os.close(lock)
     return store.path
 

@@ -24,7 +24,14 @@ from typing import Any
 from harness.backends import BACKENDS, check_backend
 from harness.checkpoints.load import preflight
 from harness.errors import HarnessError
-from harness.inputs.corpus import HOW_TO_GET, XTREME_CODES, check_languages, find_corpus, read_pairs
+from harness.inputs.corpus import (
+    HOW_TO_GET,
+    XTREME_CODES,
+    XTREME_LANGUAGES,
+    check_languages,
+    find_corpus,
+    read_pairs,
+)
 from harness.spec.config import ModelSpec, resolve_model
 from harness.spec.sweep import Case, SweepSpec
 
@@ -73,6 +80,9 @@ def plan_sweep(
     may download the sweep's languages when no corpus is found (``None``: it could not)."""
     corpus = None
     skipped: list[tuple[Case, str]] = []
+    if "xtreme" in sweep.languages:  # XTREME's languages, in a sweep file or from Python
+        rest = tuple(lang for lang in sweep.languages if lang != "xtreme")
+        sweep = sweep.replace(languages=XTREME_LANGUAGES + rest)
     if sweep.languages:
         corpus = find_corpus(Path(sweep.corpus) if sweep.corpus else None)
         if corpus is None and fetch_corpus is not None:

@@ -17,6 +17,7 @@ or tuned is left in it, as with the local launcher's spawned workers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -224,39 +225,47 @@ def run_groups_on_ray(
 
     for group in groups:
         submit(group)
-    while running:
-        ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-        if not ready:
-            for gen, state in list(running.items()):
-                if opts.group_timeout_s and time.monotonic() - state.started > opts.group_timeout_s:
-                    ray.cancel(gen, force=True)
-                    del running[gen]
-                    failed(state, f"timed out after {opts.group_timeout_s:g} s")
-            continue
-        gen = ready[0]
-        state = running[gen]
-        try:
-            kind, payload = ray.get(next(gen))
-        except StopIteration:
-            del running[gen]
-            failed(state, "the task ended before its cases were recorded")
-            continue
-        except Exception as exc:  # the worker process or its node died
-            del running[gen]
-            failed(state, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
-            continue
-        if kind == "node":
-            state.node = payload
-            emit(("node", payload))
-        elif kind == "start":
-            state.current = payload
-            emit(("start", payload))
-        elif kind == "record":
-            rec = Record.from_dict(payload)
-            store.append(rec)
-            state.done.add(rec.case_id)
-            emit(("done", rec))
-        elif kind == "crash":
-            ray.cancel(gen, force=True)
-            del running[gen]
-            failed(state, payload)
+    try:
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            if not ready:
+                for gen, state in list(running.items()):
+                    if (
+                        opts.group_timeout_s
+                        and time.monotonic() - state.started > opts.group_timeout_s
+                    ):
+                        ray.cancel(gen, force=True)
+                        del running[gen]
+                        failed(state, f"timed out after {opts.group_timeout_s:g} s")
+                continue
+            gen = ready[0]
+            state = running[gen]
+            try:
+                kind, payload = ray.get(next(gen))
+            except StopIteration:
+                del running[gen]
+                failed(state, "the task ended before its cases were recorded")
+                continue
+            except Exception as exc:  # the worker process or its node died
+                del running[gen]
+                failed(state, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}")
+                continue
+            if kind == "node":
+                state.node = payload
+                emit(("node", payload))
+            elif kind == "start":
+                state.current = payload
+                emit(("start", payload))
+            elif kind == "record":
+                rec = Record.from_dict(payload)
+                store.append(rec)
+                state.done.add(rec.case_id)
+                emit(("done", rec))
+            elif kind == "crash":
+                ray.cancel(gen, force=True)
+                del running[gen]
+                failed(state, payload)
+    finally:  # interrupted (Ctrl-C, SIGTERM): nothing keeps measuring on the cluster
+        for gen in list(running):
+            with contextlib.suppress(Exception):
+                ray.cancel(gen, force=True)

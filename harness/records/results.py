@@ -213,7 +213,7 @@ def load_run(path: Path) -> Run:
                 continue
             try:
                 records.append(Record.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, TypeError, ValueError):
+            except (json.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
                 skipped += 1
     if skipped:
         warnings.warn(

@@ -79,10 +79,14 @@ def heal(records_file: Path, fd: int | None = None) -> Path | None:
         aside = records_file.with_name(
             f"{records_file.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         )
-        with aside.open("wb") as fh:
-            fh.write(fragment)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with aside.open("wb") as fh:
+                fh.write(fragment)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError:
+            aside.unlink(missing_ok=True)  # no half copy beside the file
+            raise
         os.ftruncate(fd, keep)
         os.fsync(fd)
         return aside
@@ -164,7 +168,14 @@ class RunStore:
             raise HarnessError(f"cannot write {self.records_file}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            heal(self.records_file, fd)
+            try:
+                heal(self.records_file, fd)
+            except OSError as exc:
+                raise HarnessError(
+                    f"cannot repair the torn last record of {self.records_file} "
+                    f"({exc.strerror}): the disk is full? free space and continue with "
+                    f"--resume {self.path}"
+                ) from None
             start = os.fstat(fd).st_size
             try:
                 view = memoryview(line)

@@ -238,7 +238,8 @@ def run_scenario(
         batching.batcher(delay=settings.scenario == "server"),
         run_batch,
         _complete(lg),
-        max_queue=batching.max_queue,
+        # Offline issues every sample at once: its queue is the whole run, never shed.
+        max_queue=batching.max_queue if settings.scenario != "offline" else 2**62,
     )
 
     def issue(samples: list[Any]) -> None:
