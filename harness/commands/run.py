@@ -60,6 +60,27 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-synthetic", action="store_true", help="only real-text language cases")
     p.add_argument(
+        "--tasks",
+        type=words,
+        help="serve the languages as XTREME task shapes: pairs, tagging, qa, retrieval",
+    )
+    p.add_argument(
+        "--english",
+        action="store_true",
+        default=None,
+        help="also each language's English side (deu@eng): the reference its cost is a ratio to",
+    )
+    p.add_argument("--qa-max-len", type=int, help="qa: window length in tokens (default 384)")
+    p.add_argument("--doc-stride", type=int, help="qa: tokens between window starts (default 128)")
+    p.add_argument(
+        "--qa-context-chars",
+        type=int,
+        help="qa: paragraph length, in characters of its English side (default 750)",
+    )
+    p.add_argument(
+        "--retrieval-pool", type=int, help="retrieval: English candidates per query (default 500)"
+    )
+    p.add_argument(
         "--corpus",
         type=Path,
         help="Tatoeba directory (default: $HARNESS_TATOEBA, else the download cache)",
@@ -96,6 +117,17 @@ def _measure(sweep: SweepSpec, args: argparse.Namespace) -> Any:
     """The sweep's measurement spec with the CLI's overrides (validated again on creation)."""
     changes = {"target_rel_ci": args.target_ci, "max_time_s": args.max_time}
     return dataclasses.replace(sweep.measure, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _task_settings(sweep: SweepSpec, args: argparse.Namespace) -> Any:
+    """The sweep's task settings with the CLI's overrides (validated again on creation)."""
+    changes = {
+        "qa_max_len": getattr(args, "qa_max_len", None),
+        "doc_stride": getattr(args, "doc_stride", None),
+        "qa_context_chars": getattr(args, "qa_context_chars", None),
+        "retrieval_pool": getattr(args, "retrieval_pool", None),
+    }
+    return dataclasses.replace(sweep.task, **{k: v for k, v in changes.items() if v is not None})
 
 
 def _backend_options(
@@ -177,6 +209,9 @@ def sweep_from_args(args: argparse.Namespace) -> SweepSpec:
         isolate=isolate,
         measure=_measure(sweep, args),
         backend_options=_backend_options(args.backend_option, sweep.backend_options),
+        tasks=getattr(args, "tasks", None),
+        english=getattr(args, "english", None),
+        task=_task_settings(sweep, args),
     )
     if sweep.languages == ("xtreme",):  # in a sweep file as on the command line
         sweep = sweep.replace(languages=XTREME_LANGUAGES)

@@ -43,9 +43,10 @@ def _arm_cases(sweep: SweepSpec, models_dir: Path | None, aa: bool) -> list[list
 
 
 def _by_backend(arms: list[list[Case]]) -> list[list[list[Case]]]:
-    """Arms split per prepared group (backend and dtype): one interleaving each."""
-    groups = list(dict.fromkeys((c.backend, c.dtype) for c in arms[0]))
-    return [[[c for c in arm if (c.backend, c.dtype) == g] for arm in arms] for g in groups]
+    """Arms split per prepared group (backend, dtype, and the task's head): one interleaving
+    each."""
+    groups = list(dict.fromkeys((c.backend, c.dtype, c.task) for c in arms[0]))
+    return [[[c for c in arm if (c.backend, c.dtype, c.task) == g] for arm in arms] for g in groups]
 
 
 def _process_job(

@@ -15,6 +15,7 @@ line for a bad input and creates nothing: the run directory comes after it passe
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,8 +33,10 @@ from harness.inputs.corpus import (
     find_corpus,
     read_pairs,
 )
+from harness.inputs.tasks import needed_sentences
 from harness.spec.config import ModelSpec, resolve_model
 from harness.spec.sweep import Case, SweepSpec
+from harness.spec.tasks import task_of
 
 __all__ = ["PreparedSweep", "check_models", "check_onnx_exports", "expand", "plan_sweep"]
 
@@ -95,7 +98,17 @@ def plan_sweep(
         else:
             languages = tuple(check_languages(corpus, sweep.languages))
             for code in {part for lang in languages for part in lang.split("+")}:
-                read_pairs(corpus, code)  # present, parallel, UTF-8, not empty: or exit 2 now
+                measured = read_pairs(corpus, code).split("measure")  # or exit 2 now
+                for task in sweep.tasks:
+                    need = needed_sentences(task, sweep.task)
+                    if len(measured.text) < need:
+                        raise HarnessError(
+                            f"{code}: the {task} task needs at least {need} measured sentences "
+                            f"(the even lines of its file), the corpus has {len(measured.text)}"
+                            + (" (lower --retrieval-pool)" if task == "retrieval" else "")
+                        )
+            if sweep.tasks and any("+" in lang for lang in languages):
+                raise HarnessError("tasks take one language per case, not a mix like deu+jpn")
             sweep = sweep.replace(languages=languages, corpus=str(corpus.resolve()))
     cases = expand(sweep, models_dir)
     check_models(cases, allow_pickle=allow_pickle, allow_custom_code=allow_custom_code)
@@ -157,8 +170,11 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
             for batch, seq in itertools.product(sweep.batch_sizes, sweep.seq_lens):
                 _check_seq(spec, seq)
                 group.append(Case(spec, backend, batch, seq, measure=sweep.measure, **common))
+        languages = _with_english(sweep)
         for lang, policy, batch in itertools.product(
-            sweep.languages, sweep.policies, sweep.lang_batch_sizes or sweep.batch_sizes
+            languages if not sweep.tasks else (),
+            sweep.policies,
+            sweep.lang_batch_sizes or sweep.batch_sizes,
         ):
             _check_seq(spec, sweep.lang_max_len)
             group.append(
@@ -176,7 +192,58 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
             )
         group.sort(key=lambda c: (c.language is not None, c.batch_size * c.seq_len))
         cases.extend(group)
+        for name in sweep.tasks:  # a task serves with its own head: a group of its own
+            cases.extend(_task_cases(sweep, spec, backend, name, languages, common))
     return cases
+
+
+def _with_english(sweep: SweepSpec) -> tuple[str, ...]:
+    """The sweep's languages, each followed by its English side (``deu@eng``) when asked."""
+    if not sweep.english:
+        return sweep.languages
+    out: list[str] = []
+    for lang in sweep.languages:
+        out += [lang, *([f"{lang}@eng"] if "+" not in lang and not lang.endswith("@eng") else [])]
+    return tuple(dict.fromkeys(out))
+
+
+def _task_cases(
+    sweep: SweepSpec,
+    spec: ModelSpec,
+    backend: str,
+    name: str,
+    languages: tuple[str, ...],
+    common: dict[str, Any],
+) -> list[Case]:
+    """One task's cases: the checkpoint served with the task's head (a given ONNX export
+    has its head in the graph: it serves only the task of that head)."""
+    task = task_of(name)
+    if spec.head != task.head:
+        if spec.is_onnx_export:
+            raise HarnessError(
+                f"{spec.name} is an ONNX export with a {spec.head} head: it cannot serve "
+                f"the {name} task, which needs a {task.head} head"
+            )
+        spec = dataclasses.replace(spec, head=task.head)
+    seq = sweep.task.qa_max_len if name == "qa" else sweep.lang_max_len
+    _check_seq(spec, seq)
+    cases = [
+        Case(
+            spec,
+            backend,
+            batch,
+            seq,
+            language=lang,
+            policy="longest",
+            lang_batches=sweep.lang_batches,
+            measure=sweep.measure,
+            task=name,
+            task_settings=sweep.task,
+            **common,
+        )
+        for lang, batch in itertools.product(languages, sweep.lang_batch_sizes or sweep.batch_sizes)
+    ]
+    return sorted(cases, key=lambda c: c.batch_size)
 
 
 def _check_seq(spec: ModelSpec, seq_len: int) -> None:

@@ -7,7 +7,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from harness.backends import Backend, BackendContext, make_backend
 from harness.checkpoints.load import Checkpoint, load_checkpoint
 from harness.errors import HarnessError
 from harness.execution.options import RunOptions
+from harness.inputs.tasks import TaskWorkload
 from harness.inputs.workloads import Batch, synthetic_batch
 from harness.measure.memory import PeakRSS
 from harness.measure.parity import parity_check
@@ -134,6 +135,8 @@ class CaseInputs:
     #: Seconds spent binding the batches: ~0 for most backends; CUDA-graph capture (and the
     #: compilation a compiled module does on its first call at a shape) for ``cuda-graph``.
     bind_s: float = 0.0
+    #: A task case's workload: each call's units and how its output becomes the answer.
+    task: TaskWorkload | None = None
 
 
 def case_inputs(case: Case, group: PreparedGroup, opts: RunOptions) -> CaseInputs:
@@ -142,6 +145,8 @@ def case_inputs(case: Case, group: PreparedGroup, opts: RunOptions) -> CaseInput
             f"sequence length {case.seq_len} exceeds {group.ckpt.arch.max_seq_len}, the most "
             f"{case.model.name}'s {group.ckpt.arch.max_positions} positions allow"
         )
+    if case.task is not None:
+        return _task_inputs(case, group, opts)
     batches, tokenizer, workload = _workload(case, group.ckpt, opts)
     backend = group.backend
     start = time.perf_counter()
@@ -149,3 +154,38 @@ def case_inputs(case: Case, group: PreparedGroup, opts: RunOptions) -> CaseInput
     bind_s = time.perf_counter() - start
     calls: list[Callable[[], object]] = [functools.partial(backend.run, x) for x in bound]
     return CaseInputs(batches, calls, tokenizer, workload, bind_s)
+
+
+def _served(backend: Backend, bound: Any, finish: Callable[[np.ndarray], Any]) -> Any:
+    """One task unit's call as a server makes it: the forward pass, its output on the host,
+    and the task's answer from it (labels, the span over all windows, the nearest match)."""
+    return finish(backend.output(backend.run(bound)))
+
+
+def _task_inputs(case: Case, group: PreparedGroup, opts: RunOptions) -> CaseInputs:
+    from harness.inputs.tasks import task_case_workload
+
+    task, tokenizer, workload = task_case_workload(case, group.ckpt, opts.corpus, opts.cache_dir)
+    backend = group.backend
+    start = time.perf_counter()
+    bound = [backend.bind(b) for b in task.batches]
+    bind_s = time.perf_counter() - start
+    facts = workload["task"]
+    if task.retrieval is not None:
+        # The candidates are encoded once by the backend being measured, outside the unit.
+        t0 = time.perf_counter()
+        vectors = [backend.output(backend.run(backend.bind(b))) for b in task.retrieval.pool]
+        task.retrieval.set_pool(np.concatenate(vectors))
+        facts["pool_encode_s"] = time.perf_counter() - t0
+        facts["search"] = task.retrieval.library
+        queries = backend.output(backend.run(bound[0]))
+        reps = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            task.retrieval.search(queries)
+            reps.append(time.perf_counter() - t0)
+        facts["search_s_per_unit"] = float(np.median(reps)) / task.units[0]
+    calls: list[Callable[[], object]] = [
+        functools.partial(_served, backend, x, f) for x, f in zip(bound, task.finish, strict=True)
+    ]
+    return CaseInputs(task.batches, calls, tokenizer, workload, bind_s, task)

@@ -61,6 +61,13 @@ def build_record(
         "basis": "work of all timed calls / their summed time",
     }
     compute = compute_facts(case, group, batches, passes, total_s, summary.p50)
+    if inputs.task is not None and "task" in workload:
+        units_per_s = sum(inputs.task.units[i] for i in passes) / total_s
+        workload["task"] = workload["task"] | {
+            "ms_per_unit_p50": 1000 * summary.p50 / float(np.mean(inputs.task.units)),
+            "units_per_s": units_per_s,
+        }
+        throughput["units_per_s"] = units_per_s
     workload |= {
         "sequences_per_call": float(np.mean(seqs)),
         "positions_per_call": float(np.mean(positions)),

@@ -22,6 +22,7 @@ from harness.execution.options import Event, RunOptions
 from harness.execution.prepared import PreparedGroup, case_inputs, prepare_group
 from harness.execution.realtext import check_real_text
 from harness.execution.recording import build_record
+from harness.execution.task_check import check_task
 from harness.measure.calibrate import speed_probe
 from harness.measure.memory import PeakRSS
 from harness.measure.parity import parity_message
@@ -102,7 +103,9 @@ def _measure_case(case: Case, group: PreparedGroup, opts: RunOptions) -> tuple[R
         device = probe.stop(int(calls * mean_seqs))
     record = build_record(case, group, inputs, samples, first_call_s, memory, device)
     record.calibration = calibration
-    if case.language is not None:
+    if case.task is not None:
+        check_task(record, case, group, inputs)
+    elif case.language is not None:
         check_real_text(record, case, group, inputs, timer, samples)
     record.workload["repeat"] = opts.repeat
     return record, kernel_profile(case, inputs.calls[0])

@@ -22,6 +22,7 @@ from harness.cache import default_cache_dir
 from harness.errors import HarnessError
 
 __all__ = [
+    "ENGLISH_SIDE",
     "UPSTREAM",
     "XTREME_LANGUAGES",
     "Pairs",
@@ -128,9 +129,16 @@ def available_languages(corpus: Path) -> list[str]:
     return sorted(langs)
 
 
+#: A language code's suffix for the English side of its file (``deu@eng``).
+ENGLISH_SIDE = "@eng"
+
+
 def normalize_code(code: str, available: list[str]) -> str:
-    """ISO 639-3 as in the file names; XTREME's 2-letter codes map to it."""
+    """ISO 639-3 as in the file names; XTREME's 2-letter codes map to it; ``de@eng`` is the
+    English side of the German file."""
     code = code.strip().lower()
+    if code.endswith(ENGLISH_SIDE):
+        return normalize_code(code[: -len(ENGLISH_SIDE)], available) + ENGLISH_SIDE
     mapped = XTREME_CODES.get(code, code)
     if mapped not in available:
         raise HarnessError(f"unknown language {code!r}; available: {', '.join(available)}")
@@ -177,7 +185,11 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def read_pairs(corpus: Path, language: str) -> Pairs:
-    """Read one language's pairs. Blank lines on either side drop that pair (counted)."""
+    """Read one language's pairs. Blank lines on either side drop that pair (counted).
+    ``deu@eng`` is the English side of the German file: the same content, in English."""
+    if language.endswith(ENGLISH_SIDE):
+        base = read_pairs(corpus, language[: -len(ENGLISH_SIDE)])
+        return Pairs(language, base.english, base.english, base.blank_skipped)
     src = corpus / f"tatoeba.{language}-eng.{language}"
     eng = corpus / f"tatoeba.{language}-eng.eng"
     a, b = _read_lines(src), _read_lines(eng)

@@ -71,6 +71,8 @@ class Throughput(TypedDict, total=False):
     share_of_ceiling: float
     #: serve-bench: the highest LoadGen-valid Server load.
     capacity_qps: float
+    #: Task cases: task units (pairs, sentences, questions, queries) per second.
+    units_per_s: float
 
 
 class Memory(TypedDict, total=False):
@@ -162,6 +164,34 @@ class Interleaved(TypedDict, total=False):
     solo: list[float]
 
 
+class TaskFacts(TypedDict, total=False):
+    """What one unit of an XTREME task shape costs (:mod:`harness.inputs.tasks`)."""
+
+    task: str
+    unit: str
+    units_per_call: float
+    #: Forward passes per unit: a QA question's windows; 1 for the other tasks.
+    forward_passes_per_unit: float
+    tokens_per_unit: float
+    real_tokens_per_unit: float
+    pad_share: float
+    words_per_unit: float
+    context_tokens_per_unit: float
+    context_chars_per_unit: float
+    questions_available: int
+    pool_size: int
+    search: str
+    pool_encode_s: float
+    #: Retrieval: the search alone, per query (the encoding is the rest of the unit).
+    search_s_per_unit: float
+    #: The median call over its units, and units served per second of timed calls.
+    ms_per_unit_p50: float
+    units_per_s: float
+    #: The backend's task answers against eager float32's on the case's own inputs.
+    agreement: float
+    agreement_what: str
+
+
 class Workload(TypedDict, total=False):
     """What one call computes (:mod:`harness.execution.runner`, :mod:`harness.inputs.textload`)."""
 
@@ -183,6 +213,7 @@ class Workload(TypedDict, total=False):
     buckets: list[Bucket]
     ceiling: Ceiling
     interleaved: Interleaved
+    task: TaskFacts
     #: Processes whose samples a merged record pools (:func:`harness.comparison.decide`).
     processes: int
     # serve-bench's traffic (:meth:`harness.serving.traffic.Traffic.facts`)
@@ -367,6 +398,17 @@ class MeasureInfo(TypedDict, total=False):
     max_time_s: float
 
 
+class TaskSettingsInfo(TypedDict, total=False):
+    """:class:`harness.spec.tasks.TaskSettings` as written."""
+
+    qa_max_len: int
+    doc_stride: int
+    max_query_len: int
+    qa_context_chars: int
+    max_answer_len: int
+    retrieval_pool: int
+
+
 class CaseInfo(TypedDict, total=False):
     """:class:`harness.spec.sweep.Case` as written: what was asked for."""
 
@@ -382,6 +424,8 @@ class CaseInfo(TypedDict, total=False):
     lang_batches: int
     options: list[list[str]]
     measure: MeasureInfo
+    task: str | None
+    task_settings: TaskSettingsInfo
 
 
 class Quantization(TypedDict, total=False):

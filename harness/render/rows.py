@@ -68,7 +68,7 @@ def result_row(r: Record) -> dict[str, str]:
         "batch": str(c["batch_size"]),
         "seq": str(c["seq_len"]),
         "lang": c.get("language") or "–",
-        "policy": c.get("policy") or "–",
+        "policy": (f"task {c['task']}" if c.get("task") else c.get("policy")) or "–",
         "p50 ms": fmt_ms(s.get("p50")),
         "p90 ms": fmt_ms(s.get("p90")),
         "p99 ms": fmt_ms(s.get("p99")),

@@ -18,6 +18,7 @@ from harness.render.plots import (
     plot_latency_vs_tokens,
 )
 from harness.render.rows import fmt_bytes, fmt_ms, parity_cell, result_rows, sort_records
+from harness.render.tasks import task_lines
 
 __all__ = [
     "checkpoint_rows",
@@ -245,6 +246,7 @@ def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
         *_head_section(run, records),
         *_results_section(records),
         *_language_sections(records, run.path),
+        *task_lines(records),
         *_gpu_sections(records),
     ]
     for section in extra_sections or []:

@@ -22,6 +22,7 @@ from harness.spec.config import (
     _typed,
     read_toml,
 )
+from harness.spec.tasks import TaskSettings, task_of
 
 if TYPE_CHECKING:
     from harness.records.types import CaseInfo
@@ -58,6 +59,10 @@ class Case:
     lang_batches: int = 8
     options: tuple[tuple[str, str], ...] = ()
     measure: MeasureSpec = field(default_factory=MeasureSpec)
+    #: An XTREME task shape (:mod:`harness.spec.tasks`): the unit a call serves
+    #: ``batch_size`` of; None for plain sentences or synthetic ids.
+    task: str | None = None
+    task_settings: TaskSettings = field(default_factory=TaskSettings)
 
     @property
     def key(self) -> str:
@@ -66,6 +71,13 @@ class Case:
         parts.append(f"t{self.threads}")
         if self.language is not None:
             parts += [self.language, str(self.policy), f"n{self.lang_batches}"]
+        if self.task is not None:
+            t = self.task_settings
+            detail = {
+                "qa": f"-d{t.doc_stride}-c{t.qa_context_chars}",
+                "retrieval": f"-p{t.retrieval_pool}",
+            }.get(self.task, "")
+            parts.append(f"task-{self.task}{detail}")
         return "/".join(parts)
 
     @property
@@ -73,9 +85,9 @@ class Case:
         return f"{self.model.name}/{self.key}"
 
     @property
-    def group_key(self) -> tuple[str, str, str]:
-        """Cases that share one loaded checkpoint and one prepared backend."""
-        return (self.model.name, self.backend, self.dtype)
+    def group_key(self) -> tuple[str, str, str, str]:
+        """Cases that share one loaded checkpoint (with one head) and one prepared backend."""
+        return (self.model.name, self.model.head, self.backend, self.dtype)
 
     def to_dict(self) -> CaseInfo:
         # asdict writes exactly CaseInfo's keys (options as pairs, the specs as objects).
@@ -87,7 +99,10 @@ class Case:
         model = ModelSpec.from_dict(dict(data.pop("model")))
         measure = MeasureSpec(**data.pop("measure"))
         options = tuple(tuple(kv) for kv in data.pop("options", ()))
-        return cls(model=model, measure=measure, options=options, **data)  # type: ignore[arg-type]
+        settings = TaskSettings(**data.pop("task_settings", {}) or {})
+        return cls(  # type: ignore[arg-type]
+            model=model, measure=measure, options=options, task_settings=settings, **data
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +136,13 @@ class SweepSpec:
     #: Not part of a case's key: a comparison pairs cases across settings and says they differ.
     backend_options: dict[str, dict[str, str]] = field(default_factory=dict)
     measure: MeasureSpec = field(default_factory=MeasureSpec)
+    #: XTREME task shapes to serve the languages as (``pairs``, ``tagging``, ``qa``,
+    #: ``retrieval``); with tasks, every language case is a task case.
+    tasks: tuple[str, ...] = ()
+    #: Also measure each language's English side (``deu@eng``): the same content in English,
+    #: the reference a language's cost is a ratio to.
+    english: bool = False
+    task: TaskSettings = field(default_factory=TaskSettings)
 
     def __post_init__(self) -> None:
         for key in ("models", "backends", "batch_sizes", "seq_lens"):
@@ -148,6 +170,10 @@ class SweepSpec:
                 )
         if not self.synthetic and not self.languages:
             raise HarnessError("sweep: synthetic = false needs at least one language")
+        for name in self.tasks:
+            task_of(name)
+        if self.tasks and not self.languages:
+            raise HarnessError("sweep: tasks are built from real text: give --languages")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,6 +185,9 @@ class SweepSpec:
         measure = data.pop("measure", {})
         if not isinstance(measure, dict):
             raise HarnessError(f"{where}: [measure] must be a table")
+        task = data.pop("task", {})
+        if not isinstance(task, dict):
+            raise HarnessError(f"{where}: [task] must be a table")
         options = data.get("backend_options", {})
         if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
             raise HarnessError(f"{where}: [backend_options.NAME] must be tables")
@@ -171,13 +200,18 @@ class SweepSpec:
             "policies",
             "lang_batch_sizes",
             "dtypes",
+            "tasks",
         ):
             if key in data:
                 value = data[key]
                 if not isinstance(value, list):
                     raise HarnessError(f"{where}: {key} must be a list, got {value!r}")
                 data[key] = tuple(value)
-        return cls(measure=MeasureSpec.from_dict(measure), **data)
+        return cls(
+            measure=MeasureSpec.from_dict(measure),
+            task=TaskSettings.from_dict(task, f"{where} [task]"),
+            **data,
+        )
 
     def replace(self, **changes: Any) -> SweepSpec:
         """A copy with CLI overrides applied (``None`` values are ignored)."""
