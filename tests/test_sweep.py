@@ -22,7 +22,7 @@ def test_expansion_is_explicit_grouped_and_cheapest_first() -> None:
     cases = expand(sweep)
     assert len(cases) == 2 * 2 * 2 * 2
     groups = [c.group_key for c in cases]
-    assert groups[:4] == [("xlmr-tiny", "eager", "float32")] * 4
+    assert groups[:4] == [("xlmr-tiny", "encoder", "eager", "float32")] * 4
     sizes = [c.batch_size * c.seq_len for c in cases[:4]]
     assert sizes == sorted(sizes)
     assert len({c.case_id for c in cases}) == len(cases)
