@@ -28,7 +28,9 @@ _COLORS = {
 def _case_label(r: PairResult) -> str:
     c = r.case
     label = f"{c.get('backend')} b{c.get('batch_size')} s{c.get('seq_len')}"
-    if c.get("language"):
+    if c.get("task"):
+        label += f" {c.get('language')} {c['task']}"
+    elif c.get("language"):
         label += f" {c['language']}/{c.get('policy')}"
     if c.get("dtype") and c.get("dtype") != "float32":
         label += f" {c['dtype']}"
