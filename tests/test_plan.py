@@ -82,3 +82,39 @@ def test_the_library_checks_what_the_cli_checks(
             SweepSpec(models=("xlmr-tiny",), languages=("deu",), corpus=None),
             skip_missing_text=False,
         )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["-b", "eager", "--dtype", "bfloat16"], "no bf16 instructions"),
+        (["-b", "openvino"], "OpenVINO is not installed"),
+        (
+            ["-b", "onnxruntime-int8-static", "--backend-option",
+             "onnxruntime-int8-static.calibration_languages=xho", "--corpus", "CORPUS"],
+            "calibration_languages: unknown language 'xho'",
+        ),
+    ],
+)  # fmt: skip
+def test_cpu_variants_refused_before_anything_runs(
+    argv: list[str],
+    expected: str,
+    tmp_path: Path,
+    small_corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An ISA without bf16, a missing OpenVINO, a calibration language the corpus lacks: one
+    line, exit 2, nothing written."""
+    import sys
+
+    import harness.execution.plan as plan
+
+    monkeypatch.setattr(plan, "cpu_isa", lambda: ["avx2"])
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    out = tmp_path / "out"
+    argv = [a.replace("CORPUS", str(small_corpus)) for a in argv]
+    assert main(["run", "-m", "xlmr-tiny", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert not out.exists()

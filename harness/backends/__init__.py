@@ -10,7 +10,9 @@ from harness.backends.onnxruntime import (
     OnnxRuntimeBackend,
     OnnxRuntimeFusedBackend,
     OnnxRuntimeInt8Backend,
+    OnnxRuntimeInt8StaticBackend,
 )
+from harness.backends.openvino import OpenVinoBackend, OpenVinoInt8Backend
 from harness.backends.torchscript import TorchScriptBackend
 from harness.errors import HarnessError
 
@@ -22,8 +24,11 @@ BACKENDS: dict[str, type[Backend]] = {
     "onnxruntime": OnnxRuntimeBackend,
     "onnxruntime-fused": OnnxRuntimeFusedBackend,
     "onnxruntime-int8": OnnxRuntimeInt8Backend,
+    "onnxruntime-int8-static": OnnxRuntimeInt8StaticBackend,
     "compile": CompileBackend,
     "cuda-graph": CudaGraphBackend,
+    "openvino": OpenVinoBackend,
+    "openvino-int8": OpenVinoInt8Backend,
 }
 
 

@@ -3,7 +3,7 @@ never print and never compute statistics; the runner does that around them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -38,6 +38,9 @@ class BackendContext:
     threads: int
     cache_dir: Path
     options: tuple[tuple[str, str], ...] = ()
+    #: Static int8 variants: the batches they calibrate on, and what those are.
+    calibration: tuple[Any, ...] = ()
+    calibration_facts: dict[str, Any] = field(default_factory=dict)
 
     def option(self, name: str, default: str) -> str:
         return dict(self.options).get(name, default)

@@ -22,6 +22,7 @@ from harness.backends.onnx_graphs import (
     big_weights,
     export_graph,
     quantize_int8,
+    quantize_static_int8,
     require_optimum,
     to_float16,
 )
@@ -44,6 +45,8 @@ class OnnxRuntimeBackend:
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float16")
     fused: ClassVar[bool] = False
     int8: ClassVar[bool] = False
+    #: Static int8: calibrates on sentences from the corpus (BackendContext.calibration).
+    calibrated: ClassVar[bool] = False
     #: Runs a checkpoint that is an ONNX export already (torch backends need weights).
     takes_onnx_exports: ClassVar[bool] = True
     #: Exact backends must match eager within the dtype's tolerance; approximate ones
@@ -101,7 +104,12 @@ class OnnxRuntimeBackend:
         path, info, given = export_graph(
             ckpt, example, self.ctx.cache_dir, self.fused, requested, gpu
         )
-        if self.int8:
+        if self.int8 and self.calibrated:
+            path, extra = quantize_static_int8(
+                path, self.ctx.calibration, self.ctx.calibration_facts, big_weights(ckpt)
+            )
+            info |= extra
+        elif self.int8:
             per_channel = self.ctx.option("per_channel", "false") == "true"
             path, extra = quantize_int8(path, per_channel, big_weights(ckpt))
             info |= extra
@@ -208,3 +216,18 @@ class OnnxRuntimeInt8Backend(OnnxRuntimeBackend):
         "per_channel": ("false", "true"),
         "min_cosine": ("0.9", "0.95", "0.98", "0.99", "0.995", "0.999"),
     }
+
+
+class OnnxRuntimeInt8StaticBackend(OnnxRuntimeInt8Backend):
+    """Static int8 (QDQ): activation ranges calibrated once on real sentences —
+    ``calibration_languages`` (``eng`` by default: English sentences from the corpus's train
+    half) — instead of per call. The cross-lingual question on the quantization axis: a graph
+    calibrated on English, served to Thai; each served language's accuracy is in its record."""
+
+    name: ClassVar[str] = "onnxruntime-int8-static"
+    calibrated: ClassVar[bool] = True
+
+    @classmethod
+    def check_options(cls, options: dict[str, str]) -> None:
+        rest = {k: v for k, v in options.items() if k != "calibration_languages"}
+        super().check_options(rest)

@@ -8,6 +8,7 @@ child exits, and the child reports its own peak, which is recorded as a cost of 
 
     python -m harness.backends.ort_offline optimize PLAIN TARGET HEADS HIDDEN BIG [GPU]
     python -m harness.backends.ort_offline quantize PLAIN TARGET PER_CHANNEL BIG
+    python -m harness.backends.ort_offline quantize-static PLAIN TARGET CALIBRATION.npz BIG
     python -m harness.backends.ort_offline fuse-onnxscript PLAIN TARGET BIG
     python -m harness.backends.ort_offline fp16 PLAIN TARGET BIG
 
@@ -89,6 +90,43 @@ def _quantize(plain: str, target: str, per_channel: bool, big: bool) -> dict[str
     return {}
 
 
+def _quantize_static(plain: str, target: str, calibration: str, big: bool) -> dict[str, Any]:
+    """Static int8 (QDQ): activation ranges from calibration sentences (MinMax), the
+    MatMuls' weights and inputs int8; the sentences come as an .npz of ``ids{i}``/``mask{i}``."""
+    import numpy as np
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    data = np.load(calibration)
+    n = sum(1 for k in data.files if k.startswith("ids"))
+    items = [{"input_ids": data[f"ids{i}"], "attention_mask": data[f"mask{i}"]} for i in range(n)]
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.it = iter(items)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self.it, None)
+
+    quantize_static(
+        plain,
+        target,
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm"],
+        calibrate_method=CalibrationMethod.MinMax,
+        use_external_data_format=big,
+    )
+    return {}
+
+
 def _fp16(plain: str, target: str, big: bool) -> dict[str, Any]:
     """Weights and compute in float16 by ORT's converter; inputs and outputs stay as they
     were (``keep_io_types``), so the same feeds and the same parity check apply."""
@@ -144,6 +182,8 @@ def main(argv: list[str]) -> int:
         out = _fp16(plain, target, rest[0] == "true")
     elif kind == "quantize":
         out = _quantize(plain, target, rest[0] == "true", rest[1] == "true")
+    elif kind == "quantize-static":
+        out = _quantize_static(plain, target, rest[0], rest[1] == "true")
     elif kind == "fuse-onnxscript":
         out = _fuse_onnxscript(plain, target, rest[0] == "true")
     else:

@@ -34,6 +34,7 @@ from harness.inputs.corpus import (
     read_pairs,
 )
 from harness.inputs.tasks import needed_sentences
+from harness.records.env import cpu_isa
 from harness.spec.config import ModelSpec, resolve_model
 from harness.spec.sweep import Case, SweepSpec
 from harness.spec.tasks import task_of
@@ -111,8 +112,31 @@ def plan_sweep(
                 raise HarnessError("tasks take one language per case, not a mix like deu+jpn")
             sweep = sweep.replace(languages=languages, corpus=str(corpus.resolve()))
     cases = expand(sweep, models_dir)
+    corpus = _calibration_corpus(sweep, cases, corpus)
     check_models(cases, allow_pickle=allow_pickle, allow_custom_code=allow_custom_code)
     return PreparedSweep(sweep, cases, corpus, skipped)
+
+
+def _calibration_corpus(sweep: SweepSpec, cases: list[Case], corpus: Path | None) -> Path | None:
+    """A static int8 backend calibrates on real sentences: the corpus must be there and hold
+    every calibration language (``eng``: the English sides), or one line now."""
+    calibrated = [c for c in cases if getattr(BACKENDS.get(c.backend), "calibrated", False)]
+    if not calibrated:
+        return corpus
+    if corpus is None:
+        corpus = find_corpus(Path(sweep.corpus) if sweep.corpus else None)
+    if corpus is None:
+        raise HarnessError(
+            f"{calibrated[0].backend} calibrates on real sentences and no Tatoeba corpus was "
+            f"found: {HOW_TO_GET}"
+        )
+    for case in calibrated:
+        codes = dict(case.options).get("calibration_languages", "eng").split("+")
+        try:
+            check_languages(corpus, [c for c in codes if c != "eng"])
+        except HarnessError as exc:
+            raise HarnessError(f"{case.backend} calibration_languages: {exc}") from None
+    return corpus
 
 
 def check_onnx_exports(
@@ -152,6 +176,14 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
         if backend not in sweep.backends:
             raise HarnessError(f"sweep: options given for {backend!r}, which is not in backends")
         check_backend(backend, sweep.device).check_options(options)
+    if sweep.device == "cpu" and "bfloat16" in (sweep.dtype, *sweep.dtypes):
+        isa = set(cpu_isa())
+        if not isa & {"avx512_bf16", "amx_bf16"}:
+            raise HarnessError(
+                "bfloat16 on this CPU: it has no bf16 instructions (avx512_bf16 or amx_bf16; "
+                f"it has {', '.join(sorted(isa)) or 'none of the int8/bf16 extensions'}), so "
+                "torch would emulate it slowly; measure float32"
+            )
     for backend, dtype in itertools.product(sweep.backends, sweep.dtypes or (sweep.dtype,)):
         allowed = check_backend(backend, sweep.device).dtypes_on(sweep.device)
         if dtype not in allowed:

@@ -4,6 +4,7 @@ and a case's inputs bound to it (synthetic, or real text per language)."""
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from harness.measure.parity import parity_check
 from harness.records.types import (
     BackendInfo,
     Cold,
+    CpuPeak,
     Parity,
     TokenizerInfo,
     Workload,
@@ -72,7 +74,11 @@ def prepare_group(case: Case, opts: RunOptions) -> PreparedGroup:
     if ckpt.model is not None:  # an ONNX export without reference weights has none
         with torch.inference_mode():
             reference = ckpt.model(probe.input_ids, probe.attention_mask).float().numpy()
-    ctx = BackendContext(case.device, case.dtype, case.threads, opts.cache_dir, case.options)
+    calibration, calibration_facts = _calibration(case, ckpt, opts)
+    ctx = BackendContext(
+        case.device, case.dtype, case.threads, opts.cache_dir, case.options,
+        tuple(calibration), calibration_facts,
+    )  # fmt: skip
     backend = make_backend(case.backend, ctx)
     start = time.perf_counter()
     # Each backend says what it did in its own words; BackendInfo lists every key they use
@@ -87,11 +93,15 @@ def prepare_group(case: Case, opts: RunOptions) -> PreparedGroup:
             "gpu_name": gpu_env().get("gpu_name"),
             "measured_matmul_tflops": measure_matmul_peak(case.dtype),
         }
+    if case.device == "cpu" and os.environ.get("HARNESS_CPU_PEAK", "1") != "0":
+        info = info | cpu_ceiling(case, ckpt, info)
     got = backend.output(backend.run(backend.bind(probe)))
     backend.sync()
     if reference is None:
         parity = unchecked_parity(got, ckpt.spec.name)
-    elif getattr(backend, "approximate", False):
+    elif getattr(backend, "approximate", False) or (
+        case.device == "cpu" and case.dtype in ("bfloat16", "float16")
+    ):  # reduced precision on a CPU is judged by what it answers, as int8 is
         from harness.measure.accuracy import DEFAULT_MIN_COSINE, accuracy_facts
 
         threshold = float(dict(case.options).get("min_cosine", DEFAULT_MIN_COSINE))
@@ -107,6 +117,50 @@ def prepare_group(case: Case, opts: RunOptions) -> PreparedGroup:
         "prepare_peak_rss_bytes": memory.before + memory.peak_delta(),
     }
     return PreparedGroup(ckpt, backend, info, cold, parity)
+
+
+def _calibration(
+    case: Case, ckpt: Checkpoint, opts: RunOptions
+) -> tuple[list[Batch], dict[str, Any]]:
+    """Calibration sentences for a static int8 backend (none for the others)."""
+    from harness.backends import BACKENDS
+
+    if not getattr(BACKENDS.get(case.backend), "calibrated", False):
+        return [], {}
+    if opts.corpus is None:
+        raise HarnessError(
+            f"{case.backend} calibrates on real sentences: it needs a corpus (--corpus)"
+        )
+    from harness.backends.openvino import CALIBRATION_SENTENCES
+    from harness.inputs.textload import calibration_batches
+    from harness.inputs.tokenization import get_tokenizer
+
+    tok = get_tokenizer(case.model.source, ckpt.path, opts.corpus, opts.cache_dir)
+    languages = dict(case.options).get("calibration_languages", "eng")
+    batches, facts = calibration_batches(
+        opts.corpus, languages, tok, ckpt.arch.vocab, 128, CALIBRATION_SENTENCES
+    )
+    return batches, facts | {"tokenizer": tok.info.get("sha256", "")}
+
+
+def cpu_ceiling(case: Case, ckpt: Checkpoint, info: BackendInfo) -> BackendInfo:
+    """This CPU's GEMM rate for the case's precision with the backend's own kernels
+    (:mod:`harness.measure.cpu_peak`), timed at the group's start; {} when there is no such
+    kernel to time."""
+    from harness.measure.cpu_peak import SIZE, gemm_peak, peak_precision
+
+    ran = str(info.get("inference_precision", "")) or None
+    which = peak_precision(case.backend, case.dtype, ran)
+    if which is None:
+        return {}
+    library, precision = which
+    peak: CpuPeak = {
+        "library": library,
+        "precision": precision,
+        "gflops": gemm_peak(library, precision, case.threads),
+        "gemm": f"{SIZE}x{SIZE}x{SIZE}, best of 5, {case.threads} thread(s)",
+    }
+    return {"cpu_peak": peak}
 
 
 def _workload(

@@ -18,7 +18,7 @@ from harness.records.types import (
 from harness.spec.sweep import Case
 from harness.stats.summary import is_unstable, summarize
 
-__all__ = ["build_record", "compute_facts", "memory_facts"]
+__all__ = ["build_record", "compute_facts", "memory_facts", "shape_ceiling"]
 
 
 def memory_facts(memory: PeakRSS, group: PreparedGroup) -> Memory:
@@ -128,6 +128,14 @@ def compute_facts(
         "formula": "harness.measure.roofline.forward_flops",
     }
     if case.device != "cuda":
+        cpu = group.info.get("cpu_peak")
+        if cpu:
+            achieved = facts["flops_per_call"] / p50_s / 1e9
+            facts |= {
+                "cpu_peak": cpu,
+                "achieved_gflops_at_p50": achieved,
+                "share_of_cpu_peak": achieved / cpu["gflops"],
+            }
         return facts
     name = str(group.info.get("gpu_name", ""))
     peak = lookup_peak(name)
@@ -146,3 +154,20 @@ def compute_facts(
     if measured:
         facts["share_of_measured_matmul_peak"] = line.achieved_tflops / measured
     return facts
+
+
+def shape_ceiling(record: Record, case: Case, group: PreparedGroup) -> None:
+    """After a synthetic CPU case is timed: the same kernels as its ceiling running one
+    layer's linear layers at the case's own shape (:func:`harness.measure.cpu_peak.layer_gemms`),
+    so a case short of the ceiling says whether short GEMMs or the rest of the layer cost it."""
+    peak = record.compute.get("cpu_peak")
+    if not peak or case.language is not None or case.task is not None:
+        return
+    from harness.measure.cpu_peak import layer_gemms
+
+    arch = group.ckpt.arch
+    tokens = case.batch_size * case.seq_len * case.model.choices
+    rate = layer_gemms(
+        peak["library"], peak["precision"], case.threads, tokens, arch.hidden, arch.ffn
+    )
+    record.compute["cpu_peak"] = peak | {"layer_gemms": {"tokens": tokens, "gflops": rate}}

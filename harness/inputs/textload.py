@@ -20,6 +20,8 @@ A language code ``deu+jpn`` mixes languages round-robin inside each batch.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,3 +223,36 @@ def language_stats(tok: TextTokenizer, corpus: Path, language: str, max_len: int
         truncation_rate=float(np.mean(lengths + 2 > max_len)),
         blank_skipped=full.blank_skipped,
     )
+
+
+def calibration_batches(
+    corpus: Path, languages: str, tok: TextTokenizer, vocab: int, max_len: int, n: int
+) -> tuple[list[Batch], dict[str, Any]]:
+    """``n`` sentences to calibrate a static int8 graph on, one per batch, from the *train*
+    half of the corpus (no measured sentence calibrates what it measures): ``eng`` is the
+    English sides of every file, round-robin; any other code that language's own sentences;
+    ``deu+tha`` mixes them."""
+    from harness.inputs.corpus import available_languages
+
+    pools: list[tuple[str, ...]] = []
+    for code in languages.split("+"):
+        if code == "eng":
+            for lang in available_languages(corpus):
+                pools.append(read_pairs(corpus, lang).split("train").english)
+        else:
+            pools.append(read_pairs(corpus, code).split("train").text)
+    # Round-robin over the pools; a pool that runs out drops out, the others go on.
+    rounds = itertools.zip_longest(*pools)
+    mixed = [s for row in rounds for s in row if s is not None and s.strip()][:n]
+    if not mixed:
+        raise HarnessError(f"{corpus}: no sentences to calibrate on for {languages!r}")
+    rows = [encode_with_specials(tok, s, max_len, vocab)[0] for s in mixed]
+    batches = [padded_batch([row], len(row)) for row in rows]
+    facts = {
+        "languages": languages.split("+"),
+        "sentences": len(mixed),
+        "split": "train half (odd lines)",
+        # What was calibrated on, so a changed corpus is a different graph in the cache.
+        "sha256": hashlib.sha256("\n".join(mixed).encode()).hexdigest(),
+    }
+    return batches, facts

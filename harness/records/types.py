@@ -239,6 +239,23 @@ class Roofline(TypedDict, total=False):
     peak_source: str
 
 
+class LayerGemms(TypedDict, total=False):
+    tokens: int
+    gflops: float
+
+
+class CpuPeak(TypedDict, total=False):
+    """This CPU's GEMM ceiling with the backend's own kernels in the precision the case ran
+    (:mod:`harness.measure.cpu_peak`); ``layer_gemms``: the same kernels at the case's own
+    linear-layer shapes (synthetic cases)."""
+
+    library: str
+    precision: str
+    gflops: float
+    gemm: str
+    layer_gemms: LayerGemms
+
+
 class Compute(TypedDict, total=False):
     """FLOPs and achieved rate on every device; the roofline on a GPU
     (:func:`harness.execution.recording.compute_facts`)."""
@@ -248,6 +265,11 @@ class Compute(TypedDict, total=False):
     formula: str
     roofline_at_p50: Roofline
     share_of_measured_matmul_peak: float
+    #: CPU: this CPU's GEMM ceiling for the case's precision with the backend's own kernels
+    #: (:mod:`harness.measure.cpu_peak`), and the share of it the case reached at its p50.
+    cpu_peak: CpuPeak
+    achieved_gflops_at_p50: float
+    share_of_cpu_peak: float
 
 
 class Energy(TypedDict, total=False):
@@ -445,6 +467,18 @@ class OfflineRewrite(TypedDict, total=False):
     fp16_initializers: int
 
 
+class CalibrationInfo(TypedDict, total=False):
+    """Static int8: what it was calibrated on (the served languages' accuracy is in each
+    case's real-text check)."""
+
+    method: str
+    languages: list[str]
+    sentences: int
+    split: str
+    sha256: str
+    tokenizer: str
+
+
 class BackendInfo(TypedDict, total=False):
     """What a backend did to get ready (each backend's ``prepare``) and the device facts the
     runner adds. Keys a backend does not use are absent."""
@@ -485,6 +519,16 @@ class BackendInfo(TypedDict, total=False):
     spinning: str
     execution_mode: str
     onnx_bytes: int
+    # OpenVINO backends
+    openvino: str
+    inference_precision: str
+    precision_hint: str
+    num_threads: int
+    ir_key: str
+    converted: bool
+    calibration: CalibrationInfo
+    # every CPU group: this CPU's GEMM ceiling for the case's precision
+    cpu_peak: CpuPeak
 
 
 class ScenarioRun(TypedDict, total=False):

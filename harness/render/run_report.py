@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from harness.measure.accuracy import DEFAULT_MIN_COSINE
 from harness.records.results import Record, Run
 from harness.records.store import write_atomic
+from harness.render.cpu import cpu_lines
 from harness.render.gpu import gpu_rows, kernel_rows, target_lines
 from harness.render.html import markdown_to_html
 from harness.render.languages import best_policy_rows, language_result_rows, stats_rows
@@ -239,14 +241,18 @@ def _plot_and_warning_sections(records: list[Record], out: Path) -> list[str]:
     return lines
 
 
-def write_run_report(run: Run, extra_sections: list[str] | None = None) -> Path:
-    """Write ``report.md`` and ``report.html`` (plots as PNG beside them); return the .md path."""
+def write_run_report(
+    run: Run, extra_sections: list[str] | None = None, min_cosine: float = DEFAULT_MIN_COSINE
+) -> Path:
+    """Write ``report.md`` and ``report.html`` (plots as PNG beside them); return the .md path.
+    ``min_cosine``: the accuracy floor of the "which to pick" section."""
     records = run.latest()
     lines = [
         *_head_section(run, records),
         *_results_section(records),
         *_language_sections(records, run.path),
         *task_lines(records),
+        *cpu_lines(records, min_cosine),
         *_gpu_sections(records),
     ]
     for section in extra_sections or []:
