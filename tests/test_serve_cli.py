@@ -267,3 +267,52 @@ def test_kill_9_during_serve_bench_loses_and_duplicates_nothing(
     records = [json.loads(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
     ids = [r["case_id"] for r in records if r["status"] == "ok"]
     assert sorted(ids) == sorted(load_run(run_dir).meta.planned)
+
+
+def test_task_traffic_serves_one_task_unit_per_request(
+    tmp_path: Path, small_corpus: Path, cache_dir: Path
+) -> None:
+    """A request is one task unit: a question arrives with all its paragraph's windows and is
+    answered before it completes; the record names the task and its unit's facts."""
+    args = _serve(
+        tmp_path, small_corpus, cache_dir, "--languages", "deu", "--tasks", "qa,pairs",
+        "--policies", "longest", "--qa-max-len", "128", "--doc-stride", "32",
+        "--min-queries", "100", "--max-probes", "3", "--p99", "1s",
+    )  # fmt: skip
+    assert main(args) == 0
+    (run_dir,) = tmp_path.iterdir()
+    records = {r.case["task"]: r for r in load_run(run_dir).records}
+    assert set(records) == {"qa", "pairs"}
+    for task, rec in records.items():
+        assert rec.status == "ok", rec.message
+        assert f"/task-{task}/deu/" in rec.case_id
+        facts = rec.workload["task"]
+        assert facts["task"] == task and rec.scenario["kind"] == "capacity"
+    assert records["qa"].case["model"]["head"] == "question-answering"
+    assert records["pairs"].case["model"]["head"] == "sequence-classification"
+    # German paragraphs of ~750 characters at 128-token windows: several windows per question.
+    assert records["qa"].workload["task"]["forward_passes_per_unit"] > 1
+    assert records["pairs"].workload["task"]["forward_passes_per_unit"] == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--languages", "deu", "--tasks", "summarize"], "unknown task"),
+        (["--languages", "deu+tha", "--tasks", "qa"], "not a mix"),
+        (["--languages", "deu", "--tasks", "retrieval"], "retrieval task needs at least 500"),
+    ],
+)
+def test_bad_task_traffic_exits_2_with_one_line(
+    extra: list[str],
+    message: str,
+    tmp_path: Path,
+    small_corpus: Path,
+    cache_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "out"
+    assert main(_serve(out, small_corpus, cache_dir, *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists() or not any(out.iterdir())

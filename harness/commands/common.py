@@ -20,6 +20,7 @@ from harness.errors import HarnessError
 __all__ = [
     "DEFAULT_OUT",
     "add_limit_args",
+    "add_task_settings_args",
     "byte_size",
     "default_cache",
     "ints",
@@ -27,6 +28,7 @@ __all__ = [
     "package_version",
     "progress_bar",
     "run_options",
+    "task_settings",
     "words",
 ]
 
@@ -97,6 +99,33 @@ def add_limit_args(p: argparse.ArgumentParser) -> None:
         help="address-space ceiling of each worker, e.g. 8G: a case beyond it fails "
         "'out of memory' and the others go on",
     )
+
+
+def add_task_settings_args(p: argparse.ArgumentParser) -> None:
+    """The XTREME task settings a command may override (:class:`harness.spec.tasks.TaskSettings`)."""
+    p.add_argument("--qa-max-len", type=int, help="qa: window length in tokens (default 384)")
+    p.add_argument("--doc-stride", type=int, help="qa: tokens between window starts (default 128)")
+    p.add_argument(
+        "--qa-context-chars",
+        type=int,
+        help="qa: paragraph length, in characters of its English side (default 750)",
+    )
+    p.add_argument(
+        "--retrieval-pool", type=int, help="retrieval: English candidates per query (default 500)"
+    )
+
+
+def task_settings(base: Any, args: argparse.Namespace) -> Any:
+    """``base`` task settings with the command line's overrides (validated on creation)."""
+    import dataclasses
+
+    changes = {
+        "qa_max_len": getattr(args, "qa_max_len", None),
+        "doc_stride": getattr(args, "doc_stride", None),
+        "qa_context_chars": getattr(args, "qa_context_chars", None),
+        "retrieval_pool": getattr(args, "retrieval_pool", None),
+    }
+    return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
 
 
 def make_console(quiet: bool = False) -> Console:

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 from harness.commands.common import (
     DEFAULT_OUT,
     add_limit_args,
+    add_task_settings_args,
     ints,
     make_console,
     progress_bar,
     run_options,
+    task_settings,
     words,
 )
 
@@ -70,16 +72,7 @@ def add_sweep_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="also each language's English side (deu@eng): the reference its cost is a ratio to",
     )
-    p.add_argument("--qa-max-len", type=int, help="qa: window length in tokens (default 384)")
-    p.add_argument("--doc-stride", type=int, help="qa: tokens between window starts (default 128)")
-    p.add_argument(
-        "--qa-context-chars",
-        type=int,
-        help="qa: paragraph length, in characters of its English side (default 750)",
-    )
-    p.add_argument(
-        "--retrieval-pool", type=int, help="retrieval: English candidates per query (default 500)"
-    )
+    add_task_settings_args(p)
     p.add_argument(
         "--corpus",
         type=Path,
@@ -121,13 +114,7 @@ def _measure(sweep: SweepSpec, args: argparse.Namespace) -> Any:
 
 def _task_settings(sweep: SweepSpec, args: argparse.Namespace) -> Any:
     """The sweep's task settings with the CLI's overrides (validated again on creation)."""
-    changes = {
-        "qa_max_len": getattr(args, "qa_max_len", None),
-        "doc_stride": getattr(args, "doc_stride", None),
-        "qa_context_chars": getattr(args, "qa_context_chars", None),
-        "retrieval_pool": getattr(args, "retrieval_pool", None),
-    }
-    return dataclasses.replace(sweep.task, **{k: v for k, v in changes.items() if v is not None})
+    return task_settings(sweep.task, args)
 
 
 def _backend_options(

@@ -7,7 +7,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.commands.common import DEFAULT_OUT, make_console, run_options, words
+from harness.commands.common import (
+    DEFAULT_OUT,
+    add_task_settings_args,
+    make_console,
+    run_options,
+    task_settings,
+    words,
+)
 from harness.errors import HarnessError
 
 __all__ = ["parse_duration", "register"]
@@ -30,8 +37,10 @@ def _resumed(args: argparse.Namespace) -> Any:
     from harness.serving.spec import ServeSpec
 
     require_loadgen()
-    if args.models or args.backends or args.languages:
-        raise HarnessError("--resume takes the run's own settings: drop -m, -b and --languages")
+    if args.models or args.backends or args.languages or args.tasks:
+        raise HarnessError(
+            "--resume takes the run's own settings: drop -m, -b, --languages and --tasks"
+        )
     run = load_run(args.resume)
     if run.meta.kind != "serve":
         raise HarnessError(f"{args.resume}: not a serve-bench run")
@@ -43,10 +52,12 @@ def _spec(args: argparse.Namespace) -> Any:
     from harness.commands.run import _backend_options
     from harness.execution.plan import expand
     from harness.inputs.corpus import read_pairs, resolve_corpus
+    from harness.inputs.tasks import needed_sentences
     from harness.serving.loadgen import require_loadgen
     from harness.serving.spec import ServeSpec, check_serve_backends
     from harness.serving.traffic import traffic_name
     from harness.spec.sweep import SweepSpec
+    from harness.spec.tasks import TaskSettings, task_of
 
     require_loadgen()
     if not args.models or not args.backends or not args.languages:
@@ -54,8 +65,19 @@ def _spec(args: argparse.Namespace) -> Any:
     check_serve_backends(tuple(args.backends))
     corpus = resolve_corpus(args.corpus)
     traffic = tuple(dict.fromkeys(traffic_name(t, corpus) for t in args.languages))
+    settings = task_settings(TaskSettings(), args)
     for code in {part.split(":")[0] for t in traffic for part in t.split("+")}:
-        read_pairs(corpus, code)  # present, parallel, UTF-8, not empty: or exit 2 now
+        pairs = read_pairs(corpus, code)  # present, parallel, UTF-8, not empty: or exit 2 now
+        for task in args.tasks or ():
+            task_of(task)
+            need = needed_sentences(task, settings)
+            have = len(pairs.split("measure").text)
+            if have < need:
+                raise HarnessError(
+                    f"{code}: the {task} task needs at least {need} measured sentences, the "
+                    f"corpus has {have}"
+                    + (" (lower --retrieval-pool)" if task == "retrieval" else "")
+                )
     options = _backend_options(args.backend_option, {}) or {}
     sweep = SweepSpec(
         name="serve",
@@ -91,7 +113,10 @@ def _spec(args: argparse.Namespace) -> Any:
         max_probes=args.max_probes,
         price_per_hour=args.price_per_hour,
         options={b: tuple(sorted(o.items())) for b, o in options.items()},
+        tasks=tuple(args.tasks or ()),
+        task_settings=settings,
     )
+    spec.groups()  # a task whose head an ONNX export lacks: one line now
     return spec, corpus
 
 
@@ -142,6 +167,14 @@ def register(sub: Any) -> None:
         type=words,
         help="traffic, comma-separated: deu,jpn,tha or mixtures deu+jpn+tha / deu:2+jpn:1",
     )
+    p.add_argument(
+        "--tasks",
+        type=words,
+        help="Serve XTREME task units instead of sentences: pairs, tagging, qa, retrieval (a "
+        "request is one unit: a pair, a sentence to tag, a question with all its windows, a "
+        "query to retrieve).",
+    )
+    add_task_settings_args(p)
     p.add_argument("--policies", type=words, default=("longest", "bucket"), help="longest,bucket")
     p.add_argument("--p99", type=parse_duration, default=0.05, help="latency bound (default 50ms)")
     p.add_argument(

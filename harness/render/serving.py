@@ -56,7 +56,16 @@ def capacity_rows(records: list[Record]) -> list[dict[str, str]]:
             row["$/1M req"] = f"{s['cost_per_million']:.3f}"
         if "energy_per_request_j" in s:
             row["J/request"] = f"{s['energy_per_request_j']:.3f}"
+        task = r.workload.get("task")
+        if task:  # a request is one task unit: say which, and what it took
+            row["tokens/query"] = f"{task.get('real_tokens_per_unit', 0):.1f}"
+            row["passes/query"] = f"{task.get('forward_passes_per_unit', 1):.2f}"
         rows.append(row)
+    if any(r.case.get("task") for r in records):
+        rows = [
+            {"task": str(r.case.get("task") or "–"), **row}
+            for r, row in zip(records, rows, strict=True)
+        ]
     return rows
 
 

@@ -22,6 +22,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
+
 from harness.errors import HarnessError
 from harness.execution.options import RunOptions
 from harness.execution.prepared import PreparedGroup, prepare_group
@@ -42,7 +44,7 @@ from harness.serving.loadgen import (
     run_scenario,
 )
 from harness.serving.spec import ServeSpec, serve_case_id
-from harness.serving.traffic import Traffic, build_traffic
+from harness.serving.traffic import Traffic, build_task_traffic, build_traffic
 from harness.spec.sweep import Case
 
 __all__ = ["run_serve_bench"]
@@ -55,6 +57,8 @@ def _batch_runner(
     group: PreparedGroup, traffic: Traffic, choices: int
 ) -> Callable[[list[Request]], None]:
     backend = group.backend
+    if traffic.units:
+        return _task_batch_runner(group, traffic)
 
     def run_batch(requests: list[Request]) -> None:
         rows = [traffic.rows[r.index] for r in requests]
@@ -63,6 +67,36 @@ def _batch_runner(
         backend.sync()
 
     return run_batch
+
+
+def _task_batch_runner(group: PreparedGroup, traffic: Traffic) -> Callable[[list[Request]], None]:
+    """A batch of task units: every row of every unit in one call (a question's windows
+    together), the output on the host, and each unit answered from its own rows."""
+    backend = group.backend
+
+    def run_batch(requests: list[Request]) -> None:
+        units = [traffic.units[r.index] for r in requests]
+        rows = [row for u in units for row in u.rows]
+        out = backend.output(backend.run(backend.bind(padded_batch(rows, max(map(len, rows))))))
+        at = 0
+        for u in units:
+            u.finish(out[at : at + len(u.rows)])
+            at += len(u.rows)
+
+    return run_batch
+
+
+def _encode_pool(group: PreparedGroup, traffic: Traffic) -> None:
+    """Retrieval traffic: the candidates encoded once by the backend served, before any
+    query (as an index is built before a search service opens)."""
+    if traffic.retrieval is None or traffic.retrieval.vectors is not None:
+        return
+    backend = group.backend
+    start = time.perf_counter()
+    vectors = [backend.output(backend.run(backend.bind(b))) for b in traffic.retrieval.pool]
+    traffic.retrieval.set_pool(np.concatenate(vectors))
+    traffic.task["pool_encode_s"] = time.perf_counter() - start
+    traffic.task["search"] = traffic.retrieval.library
 
 
 def _warm_up(run_batch: Callable[[list[Request]], None], traffic: Traffic, max_batch: int) -> float:
@@ -134,6 +168,7 @@ class _Serving:
             self.case.backend,
             self.traffic.name,
             str(self.case.policy),
+            self.case.task,
         )
 
     @cached_property
@@ -264,7 +299,7 @@ def _serve_group(
         (t, p)
         for t in spec.traffic
         for p in spec.policies
-        if serve_case_id(spec, case.model.name, case.backend, t, p) not in done
+        if serve_case_id(spec, case.model.name, case.backend, t, p, case.task) not in done
     ]
     if not todo:
         return  # a resumed run that finished this group already
@@ -272,7 +307,7 @@ def _serve_group(
     def fail(status: str, message: str, trace: str = "", **extra: Any) -> None:
         for t, p in todo:
             c = replace(case, language=t, policy=p)
-            case_id = serve_case_id(spec, case.model.name, case.backend, t, p)
+            case_id = serve_case_id(spec, case.model.name, case.backend, t, p, case.task)
             rec = error_record(c, status, message, case_id, traceback=trace, **extra)
             store.append(rec)
             emit(("done", rec))
@@ -291,7 +326,14 @@ def _serve_group(
         for name in spec.traffic:
             if not any(t == name for t, _ in todo):
                 continue
-            traffic = build_traffic(name, opts.corpus, tok, spec.max_len, group.ckpt.arch.vocab)
+            vocab = group.ckpt.arch.vocab
+            if case.task is None:
+                traffic = build_traffic(name, opts.corpus, tok, spec.max_len, vocab)
+            else:
+                traffic = build_task_traffic(
+                    case.task, name, opts.corpus, tok, spec.max_len, vocab, spec.task_settings
+                )
+                _encode_pool(group, traffic)
             _serve_traffic(spec, case, group, traffic, tok.info, store, emit, done)
     finally:
         group.backend.close()
@@ -373,9 +415,9 @@ def run_serve_bench(
 
     if opts.corpus is None:
         raise HarnessError("serve-bench needs real sentences: a corpus directory")
-    cases = [spec.group_case(m, b) for m in spec.models for b in spec.backends]
+    cases = spec.groups()
     planned = [
-        serve_case_id(spec, c.model.name, c.backend, t, p)
+        serve_case_id(spec, c.model.name, c.backend, t, p, c.task)
         for c in cases
         for t in spec.traffic
         for p in spec.policies

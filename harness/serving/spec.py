@@ -14,13 +14,29 @@ from harness.errors import HarnessError
 from harness.serving.batcher import POLICIES
 from harness.spec.config import ModelSpec
 from harness.spec.sweep import Case
+from harness.spec.tasks import TaskSettings, task_of
 
-__all__ = ["SERVE_BACKENDS", "ServeSpec", "check_serve_backends", "serve_case_id"]
+__all__ = [
+    "SERVE_BACKENDS",
+    "ServeSpec",
+    "check_serve_backends",
+    "serve_case_id",
+    "task_model",
+]
 
 #: Backends that take any batch shape as it comes. ``cuda-graph`` captures one graph per shape
 #: and ``compile`` recompiles per shape: under arbitrary traffic shapes they would measure
 #: their compilers, not serving.
-SERVE_BACKENDS = ("eager", "torchscript", "onnxruntime", "onnxruntime-fused", "onnxruntime-int8")
+SERVE_BACKENDS = (
+    "eager",
+    "torchscript",
+    "onnxruntime",
+    "onnxruntime-fused",
+    "onnxruntime-int8",
+    "onnxruntime-int8-static",
+    "openvino",
+    "openvino-int8",
+)
 
 
 def check_serve_backends(backends: tuple[str, ...]) -> None:
@@ -56,9 +72,16 @@ class ServeSpec:
     buckets: int = 4
     price_per_hour: float | None = None
     options: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    #: XTREME task traffic (``--tasks``): each query one task unit, served with the task's head.
+    tasks: tuple[str, ...] = ()
+    task_settings: TaskSettings = field(default_factory=TaskSettings)
 
     def __post_init__(self) -> None:
         check_serve_backends(self.backends)
+        for t in self.tasks:
+            task_of(t)  # unknown task: one line
+        if self.tasks and any("+" in t for t in self.traffic):
+            raise HarnessError("task traffic takes one language per traffic, not a mix")
         for p in self.policies:
             if p not in POLICIES:
                 raise HarnessError(
@@ -77,21 +100,38 @@ class ServeSpec:
         if self.min_queries < 1 or self.min_duration_s <= 0 or self.max_probes < 3:
             raise HarnessError("--min-queries >= 1, --min-duration > 0 and --max-probes >= 3")
 
-    def group_case(self, model: ModelSpec, backend: str) -> Case:
+    def group_case(self, model: ModelSpec, backend: str, task: str | None = None) -> Case:
+        """The prepared group of a (checkpoint, backend[, task]): a task serves with its
+        own head (the model spec passed in has it already, :func:`task_models`)."""
+        seq = self.task_settings.qa_max_len if task == "qa" else self.max_len
         return Case(
             model=model,
             backend=backend,
             batch_size=self.max_batch,
-            seq_len=self.max_len,
+            seq_len=seq,
             device=self.device,
             dtype=self.dtype,
             threads=self.threads,
             options=self.options.get(backend, ()),
+            task=task,
+            task_settings=self.task_settings,
         )
+
+    def groups(self) -> list[Case]:
+        """Every prepared group: checkpoint × backend, × task for task traffic."""
+        if not self.tasks:
+            return [self.group_case(m, b) for m in self.models for b in self.backends]
+        return [
+            self.group_case(task_model(m, t), b, t)
+            for m in self.models
+            for t in self.tasks
+            for b in self.backends
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["models"] = [m.name for m in self.models]
+        out["task_settings"] = self.task_settings.to_dict()
         return out
 
     @classmethod
@@ -107,6 +147,10 @@ class ServeSpec:
             )
             for key in ("backends", "traffic", "policies"):
                 data[key] = tuple(data[key])
+            data["tasks"] = tuple(data.get("tasks", ()))
+            data["task_settings"] = TaskSettings.from_dict(
+                dict(data.get("task_settings") or {}), where
+            )
             data["options"] = {
                 b: tuple(tuple(kv) for kv in opts) for b, opts in data.get("options", {}).items()
             }
@@ -115,9 +159,34 @@ class ServeSpec:
             raise HarnessError(f"{where}: serve settings unreadable ({exc})") from None
 
 
-def serve_case_id(spec: ServeSpec, model: str, backend: str, traffic: str, policy: str) -> str:
+def task_model(model: ModelSpec, task: str) -> ModelSpec:
+    """The checkpoint with the head ``task`` serves with (an ONNX export keeps its own, and
+    serves only the task of that head)."""
+    import dataclasses
+
+    head = task_of(task).head
+    if model.head == head:
+        return model
+    if model.is_onnx_export:
+        raise HarnessError(
+            f"{model.name} is an ONNX export with a {model.head} head: it cannot serve the "
+            f"{task} task, which needs a {head} head"
+        )
+    return dataclasses.replace(model, head=head)
+
+
+def serve_case_id(
+    spec: ServeSpec,
+    model: str,
+    backend: str,
+    traffic: str,
+    policy: str,
+    task: str | None = None,
+) -> str:
     pct = f"{100 * spec.percentile:g}"
+    unit = f"/task-{task}" if task else ""
     return (
-        f"{model}/serve/{backend}/{spec.device}/{spec.dtype}/t{spec.threads}/{traffic}/{policy}"
-        f"/mb{spec.max_batch}/d{1e3 * spec.max_delay_s:g}ms/p{pct}<={1e3 * spec.bound_s:g}ms"
+        f"{model}/serve/{backend}/{spec.device}/{spec.dtype}/t{spec.threads}{unit}/{traffic}"
+        f"/{policy}/mb{spec.max_batch}/d{1e3 * spec.max_delay_s:g}ms"
+        f"/p{pct}<={1e3 * spec.bound_s:g}ms"
     )

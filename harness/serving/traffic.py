@@ -4,12 +4,20 @@ A traffic spec is one language (``deu``), or a weighted mixture (``deu+jpn+tha``
 shares, ``deu:2+jpn:1`` two German queries per Japanese one). Queries are the corpus's
 measured half (the same sentences the closed-loop language cases use), tokenized by the
 checkpoint's tokenizer exactly as there (``<s> … </s>``, truncated at ``max_len``).
+
+Task traffic (``--tasks``) makes each query one XTREME task unit, built as the closed-loop task
+cases build them (:mod:`harness.inputs.tasks`): a sentence pair, a sentence to tag, a question
+with all the windows of its paragraph, a query to retrieve. A query is then several rows (a
+question's windows travel together in one batch) and is answered — the span over its windows,
+the word labels, the nearest candidate — before it completes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +27,21 @@ from harness.inputs.textload import encode_with_specials
 from harness.inputs.tokenization import TextTokenizer
 from harness.records.types import Workload
 
-__all__ = ["Traffic", "build_traffic", "parse_mix", "traffic_name"]
+if TYPE_CHECKING:
+    from harness.inputs.tasks import Retrieval
+    from harness.spec.tasks import TaskSettings
+
+__all__ = [
+    "TaskUnit",
+    "Traffic",
+    "build_task_traffic",
+    "build_traffic",
+    "parse_mix",
+    "traffic_name",
+]
+
+#: Task units in a task traffic's pool (distinct ones, cycled when the corpus has fewer).
+TASK_POOL = 512
 
 #: Queries in a mixture's pool (LoadGen draws from it uniformly).
 MIX_POOL = 2048
@@ -56,11 +78,24 @@ def _name(shares: tuple[tuple[str, float], ...]) -> str:
 
 
 @dataclass(frozen=True)
+class TaskUnit:
+    """One task query: its rows (a question's windows; one row otherwise) and what turns
+    their outputs into the answer."""
+
+    rows: list[list[int]]
+    finish: Callable[[np.ndarray], Any]
+
+
+@dataclass(frozen=True)
 class Traffic:
     name: str
     shares: tuple[tuple[str, float], ...]
     rows: list[list[int]] = field(repr=False)
     truncated_share: float
+    #: Task traffic: one unit per query (``rows`` then holds each unit's longest row).
+    units: list[TaskUnit] = field(default_factory=list, repr=False)
+    task: dict[str, Any] = field(default_factory=dict)
+    retrieval: Retrieval | None = field(default=None, repr=False)
 
     @property
     def lengths(self) -> list[int]:
@@ -68,7 +103,7 @@ class Traffic:
 
     def facts(self) -> Workload:
         lengths = np.array(self.lengths)
-        return {
+        out: Workload = {
             "traffic": self.name,
             "shares": dict(self.shares),
             "queries_in_pool": len(self.rows),
@@ -78,6 +113,9 @@ class Traffic:
             "tokens_max": int(lengths.max()),
             "truncated_share": self.truncated_share,
         }
+        if self.task:
+            out["task"] = self.task  # type: ignore[typeddict-item]
+        return out
 
 
 def build_traffic(
@@ -108,4 +146,52 @@ def build_traffic(
         shares=shares,
         rows=[p[0] for p in picked],
         truncated_share=float(np.mean([p[1] for p in picked])),
+    )
+
+
+def build_task_traffic(
+    task: str,
+    spec: str,
+    corpus: Path,
+    tok: TextTokenizer,
+    max_len: int,
+    vocab: int,
+    settings: TaskSettings,
+) -> Traffic:
+    """One language's task units as queries (see the module docstring); a mixture is refused,
+    as for task cases."""
+    from harness.inputs.tasks import build_task
+
+    shares = parse_mix(spec, corpus)
+    if len(shares) != 1:
+        raise HarnessError(f"traffic {spec!r}: task traffic takes one language, not a mix")
+    code = shares[0][0]
+    pairs = read_pairs(corpus, code).split("measure")
+    wl = build_task(
+        task,
+        tok,
+        pairs,
+        vocab,
+        batch_size=1,
+        n_batches=TASK_POOL,
+        max_len=settings.qa_max_len if task == "qa" else max_len,
+        settings=settings,
+    )
+    units = []
+    for batch, finish in zip(wl.batches, wl.finish, strict=True):
+        ids, mask = batch.input_ids, batch.attention_mask
+        rows = [ids[r, : int(mask[r].sum())].tolist() for r in range(ids.shape[0])]
+        units.append(TaskUnit(rows, finish))
+    facts = {k: v for k, v in wl.facts.items() if k != "units_per_call"}
+    longest = [max(u.rows, key=len) for u in units]
+    # A question's paragraph is windowed, never cut; the other units are cut at max_len.
+    cut = 0.0 if task == "qa" else float(np.mean([len(r) >= max_len for r in longest]))
+    return Traffic(
+        name=code,
+        shares=shares,
+        rows=longest,
+        truncated_share=cut,
+        units=units,
+        task=facts,
+        retrieval=wl.retrieval,
     )
