@@ -50,8 +50,8 @@ def test_records_carry_the_share_of_the_ceiling(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HARNESS_CPU_PEAK", "1")
-    monkeypatch.setattr(cpu_peak, "SIZE", 256)
-    cpu_peak.gemm_peak.cache_clear()
+    monkeypatch.setenv("HARNESS_CPU_PEAK_SIZE", "256")  # the child's ceiling GEMM
+    cpu_peak.ceiling.cache_clear()
     sweep = SweepSpec(
         models=("xlmr-tiny",),
         backends=("eager", "onnxruntime", *OPENVINO),
@@ -63,13 +63,13 @@ def test_records_carry_the_share_of_the_ceiling(
     try:
         run = load_run(run_sweep(sweep, tmp_path, RunOptions(cache_dir=cache_dir)))
     finally:
-        cpu_peak.gemm_peak.cache_clear()
+        cpu_peak.ceiling.cache_clear()
     libraries = set()
     for rec in run.records:
         compute = rec.compute
         peak = compute["cpu_peak"]
         libraries.add(peak["library"])
-        assert peak["gflops"] > 0 and "256x256x256" in peak["gemm"]
+        assert peak["gflops"] > 0 and "256x256x256" in peak["gemm"] and "child" in peak["gemm"]
         assert compute["share_of_cpu_peak"] == pytest.approx(
             compute["achieved_gflops_at_p50"] / peak["gflops"]
         )
@@ -90,3 +90,30 @@ def test_switched_off_by_the_environment(tmp_path: Path, cache_dir: Path) -> Non
     )
     run = load_run(run_sweep(sweep, tmp_path, RunOptions(cache_dir=cache_dir)))
     assert "cpu_peak" not in run.records[0].compute
+
+
+def test_a_failing_child_is_recorded_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CPU_PEAK_SIZE", "not-a-number")
+    cpu_peak.ceiling.cache_clear()
+    try:
+        got = cpu_peak.ceiling("torch", "fp32", 1, 32, 64, (16,))
+    finally:
+        cpu_peak.ceiling.cache_clear()
+    assert "error" in got and "failed" in str(got["error"])
+
+
+def test_the_ceiling_is_timed_in_a_child_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No matrix, arena or thread pool of the timing stays in the measuring process."""
+    import psutil
+
+    monkeypatch.setenv("HARNESS_CPU_PEAK_SIZE", "512")
+    cpu_peak.ceiling.cache_clear()
+    cpu_peak.gemm_peak.cache_clear()
+    try:
+        got = cpu_peak.ceiling("onnxruntime", "fp32", 1, 64, 256, (32, 10_000))
+    finally:
+        cpu_peak.ceiling.cache_clear()
+    assert float(got["gflops"]) > 0 and got["size"] == 512  # type: ignore[arg-type]
+    assert set(got["layers"]) == {"32"}  # type: ignore[arg-type]  # 10 000 rows: above the cap
+    assert cpu_peak.gemm_peak.cache_info().currsize == 0  # nothing was timed here
+    assert not psutil.Process().children()

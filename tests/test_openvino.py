@@ -89,6 +89,8 @@ def test_int8_is_calibrated_on_the_train_half_and_reports_accuracy(
         cal = rec.backend["calibration"]
         assert cal["languages"] == ["eng", "deu"] and cal["split"].startswith("train")
         assert 0 < cal["sentences"] <= 64 and len(cal["sha256"]) == 64
+        # Both languages calibrate, in turn: German is not drowned by nine English sides.
+        assert abs(cal["by_language"]["eng"] - cal["by_language"]["deu"]) <= 1
         assert rec.backend["inference_precision"].startswith("int8")
         assert rec.parity["kind"] == "approximate"
     assert {r.case["language"] for r in run.records if r.case["language"]} == {"deu", "tha"}
@@ -134,3 +136,58 @@ def test_missing_openvino_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openvino", None)
     message = openvino_unavailable()
     assert message is not None and "pip install 'xlmr-harness[openvino]'" in message
+
+
+def test_calibration_never_takes_a_measured_sentence(small_corpus: Path) -> None:
+    """Tatoeba's English sentences recur across files: a train line of one file can be a
+    measured line of another; such a sentence never calibrates."""
+    from harness.inputs.corpus import available_languages, read_pairs
+    from harness.inputs.textload import calibration_batches, calibration_codes
+
+    corpus = small_corpus.parent / "overlap"
+    import shutil
+
+    shutil.copytree(small_corpus, corpus)
+    # Make deu's first train English line equal to tha's first measured English line.
+    tha_eng = (corpus / "tatoeba.tha-eng.eng").read_text().splitlines()
+    deu_eng = (corpus / "tatoeba.deu-eng.eng").read_text().splitlines()
+    deu_eng[1] = tha_eng[0]
+    (corpus / "tatoeba.deu-eng.eng").write_text("\n".join(deu_eng) + "\n")
+    measured = set()
+    for lang in available_languages(corpus):
+        measured |= set(read_pairs(corpus, lang).split("measure").english)
+
+    class Words:
+        def encode(self, text: str) -> list[int]:
+            return [len(w) for w in text.split()]
+
+    _, facts = calibration_batches(corpus, "eng", Words(), 500, 32, 10_000)  # type: ignore[arg-type]
+    pool_size = facts["sentences"]
+    assert pool_size > 0
+    from harness.inputs.textload import _english_pool
+
+    pool = _english_pool(corpus)
+    assert len(pool) == pool_size and not set(pool) & measured and len(set(pool)) == len(pool)
+    assert calibration_codes(corpus, "eng+de") == ["eng", "deu"]
+    for bad, message in (("deu+deu", "appears twice"), ("eng+", "empty"), ("xho", "unknown")):
+        with pytest.raises(HarnessError, match=message):
+            calibration_codes(corpus, bad)
+
+
+def test_calibration_codes_are_written_back_normalized(small_corpus: Path) -> None:
+    sweep = _sweep("onnxruntime-int8-static", calibration_languages="de+eng")
+    planned = plan_sweep(sweep.replace(corpus=str(small_corpus)))
+    options = {dict(c.options)["calibration_languages"] for c in planned.cases}
+    assert options == {"deu+eng"}
+
+
+def test_a_second_worker_finding_the_ir_built_keeps_it(tmp_path: Path) -> None:
+    from harness.backends.onnx_graphs import staged
+
+    folder = tmp_path / "ir"
+    folder.mkdir()
+    (folder / "model.xml").write_text("first")
+    with staged(folder, required="model.xml") as staging:  # another worker finished first
+        (staging / "model.xml").write_text("second")
+    assert (folder / "model.xml").read_text() == "first"
+    assert list(tmp_path.iterdir()) == [folder]  # the staging folder is gone

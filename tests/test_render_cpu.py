@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from harness.records.results import Record
-from harness.render.cpu import accuracy_of, cpu_lines, limit_lines, pick_rows, ran_precision
+from harness.render.cpu import (
+    accuracy_of,
+    cpu_lines,
+    cpu_rows,
+    limit_lines,
+    pick_rows,
+    ran_precision,
+)
 
 
 def _rec(
@@ -21,6 +28,8 @@ def _rec(
     cosine: float | None = None,
     language: str | None = None,
     dtype: str = "float32",
+    policy: str | None = None,
+    checked: bool = True,
     extra: dict[str, Any] | None = None,
 ) -> Record:
     compute: dict[str, Any] = {
@@ -36,6 +45,8 @@ def _rec(
         parity = {"kind": "approximate", "ok": True, "cosine_mean": cosine, "cosine_min": cosine}
         if language:
             parity["real_text"] = {"cosine_mean": cosine - 0.001, "cosine_min": cosine - 0.01}
+    if not checked:
+        parity = {"kind": "exact", "ok": True, "checked": False}
     case = {
         "backend": backend,
         "batch_size": 1,
@@ -43,9 +54,11 @@ def _rec(
         "dtype": dtype,
         "device": "cpu",
         "language": language,
+        "policy": policy,
+        "threads": 2,
     }
     return Record(
-        case_id=f"xlmr-base/{backend}/{language}",
+        case_id=f"xlmr-base/{backend}/{dtype}/{language}/{policy}",
         case=case,  # type: ignore[arg-type]
         status="ok",
         summary={"p50": p50},  # type: ignore[typeddict-item]
@@ -112,3 +125,40 @@ def test_no_cpu_sections_without_a_measured_ceiling() -> None:
     bare = Record(case_id="m/eager/x", case={"backend": "eager", "batch_size": 1,  # type: ignore[arg-type]
                   "seq_len": 8, "device": "cpu", "dtype": "float32"}, status="ok")  # fmt: skip
     assert cpu_lines([bare]) == []
+
+
+def test_policies_and_dtypes_are_variants_of_their_own() -> None:
+    """Each padding policy is its own case; eager bf16 is not "eager"; the speed-up is
+    against eager float32 at the same policy."""
+    tha = {"library": "torch", "precision": "fp32", "peak": 170, "language": "tha"}
+    records = [
+        _rec("eager", 0.20, policy="longest", **tha),  # type: ignore[arg-type]
+        _rec("eager", 0.10, policy="sorted", **tha),  # type: ignore[arg-type]
+        _rec("onnxruntime", 0.05, policy="sorted", **tha),  # type: ignore[arg-type]
+        _rec("eager", 0.04, policy="sorted", dtype="bfloat16", cosine=0.95, **tha),  # type: ignore[arg-type]
+    ]
+    rows = {row["policy"]: row for row in pick_rows(records, 0.99)}
+    assert set(rows) == {"sorted"}  # "longest" has one variant: nothing to pick
+    assert rows["sorted"]["pick"] == "onnxruntime"
+    assert rows["sorted"]["× eager fp32"] == "2.00×"  # 0.10 / 0.05, not 0.20 / 0.05
+    assert rows["sorted"]["faster, under the floor"] == "eager bfloat16"
+
+
+def test_an_uncompared_variant_is_never_picked_nor_called_exact() -> None:
+    records = [
+        _rec("onnxruntime", 0.05, library="onnxruntime", precision="fp32", peak=302),
+        _rec("onnxruntime-int8", 0.01, library="onnxruntime", precision="int8", peak=1051,
+             checked=False),
+        _rec("eager", 0.17, library="torch", precision="fp32", peak=170),
+    ]  # fmt: skip
+    (row,) = pick_rows(records)
+    assert row["pick"] == "onnxruntime"
+    cells = {r["backend"]: r["cos"] for r in cpu_rows(records)}
+    assert cells["onnxruntime-int8"] == "not compared" and cells["eager"] == "exact"
+
+
+def test_bare_gemms_slower_than_the_model_are_not_called_a_ceiling() -> None:
+    rec = _rec("openvino", 0.05, library="openvino", precision="bf16", peak=900, at_shape=100,
+               extra={"inference_precision": "bf16"})  # fmt: skip
+    (line,) = limit_lines([rec])  # 22 GFLOP in 50 ms = 440 GFLOP/s, the bare GEMMs 100
+    assert "say nothing here" in line and "only" not in line

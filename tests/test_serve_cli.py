@@ -301,6 +301,17 @@ def test_task_traffic_serves_one_task_unit_per_request(
         (["--languages", "deu", "--tasks", "summarize"], "unknown task"),
         (["--languages", "deu+tha", "--tasks", "qa"], "not a mix"),
         (["--languages", "deu", "--tasks", "retrieval"], "retrieval task needs at least 500"),
+        (
+            [
+                "--languages",
+                "deu",
+                "-b",
+                "onnxruntime-int8-static",
+                "--backend-option",
+                "onnxruntime-int8-static.calibration_languages=xho",
+            ],
+            "calibration_languages: unknown language 'xho'",
+        ),
     ],
 )
 def test_bad_task_traffic_exits_2_with_one_line(

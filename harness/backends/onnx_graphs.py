@@ -248,10 +248,11 @@ def _export_optimum(ckpt: Checkpoint, cache_dir: Path) -> tuple[Path, dict[str, 
 
 
 @contextlib.contextmanager
-def staged(folder: Path) -> Iterator[Path]:
+def staged(folder: Path, required: str = "model.onnx") -> Iterator[Path]:
     """A fresh directory beside ``folder``, renamed to it when the block completes: a large
     export writes its weights beside the graph, and a half-written pair must never be found
-    in the cache. When another worker finished the same folder first, its copy stands."""
+    in the cache. When another worker finished the same folder first (its ``required`` file
+    is there), its copy stands."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
     try:
@@ -259,7 +260,7 @@ def staged(folder: Path) -> Iterator[Path]:
         try:
             os.rename(staging, folder)
         except OSError:  # another process finished it first: its copy stands, if whole
-            if not (folder / "model.onnx").is_file():
+            if not (folder / required).is_file():
                 raise
     finally:
         if staging.exists():
@@ -332,34 +333,47 @@ def _stage_given(ckpt: Checkpoint, cache_dir: Path) -> Path:
 
 
 def quantize_static_int8(
-    plain: Path, calibration: tuple[Any, ...], facts: dict[str, Any], big: str
+    plain: Path,
+    calibration: tuple[Any, ...],
+    facts: dict[str, Any],
+    per_channel: bool,
+    big: str,
 ) -> tuple[Path, dict[str, Any]]:
     """Static int8 (QDQ) of the exported graph, calibrated on ``calibration`` batches; cached
-    by what it was calibrated on."""
+    by what it was calibrated on and how."""
     import json
 
     import numpy as np
 
-    key = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
+    settings = facts | {"per_channel": per_channel}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     target = plain.with_name(f"model-int8-static-{key}.onnx")
-    npz = plain.with_name(f".calibration-{key}-{os.getpid()}.npz")
-    arrays = {f"ids{i}": b.input_ids.numpy() for i, b in enumerate(calibration)}
-    arrays |= {f"mask{i}": b.attention_mask.numpy() for i, b in enumerate(calibration)}
-    np.savez(npz, **arrays)
-    try:
-        out = _offline(
-            target.with_suffix(".json"),
-            target,
-            ["quantize-static", str(plain), str(target), str(npz), big],
-        )
-    finally:
-        npz.unlink(missing_ok=True)
+    if usable(target, [target, target.with_suffix(".json")], "ONNX rewrite"):
+        out = _offline(target.with_suffix(".json"), target, [])  # cached: nothing to write
+    else:
+        with tempfile.TemporaryDirectory(prefix="harness-calibration-") as tmp:
+            npz = Path(tmp) / "calibration.npz"  # never in the cache: it may be read-only
+            arrays = {f"ids{i}": b.input_ids.numpy() for i, b in enumerate(calibration)}
+            arrays |= {f"mask{i}": b.attention_mask.numpy() for i, b in enumerate(calibration)}
+            np.savez(npz, **arrays)
+            out = _offline(
+                target.with_suffix(".json"),
+                target,
+                [
+                    "quantize-static",
+                    str(plain),
+                    str(target),
+                    str(npz),
+                    str(per_channel).lower(),
+                    big,
+                ],
+            )
     info = {
         "quantization": {
             "method": "onnxruntime.quantization.quantize_static (QDQ, MinMax calibration)",
             "weights": "int8 (QInt8), MatMul and Gemm",
             "activations": "uint8, ranges fixed by calibration",
-            "per_channel": False,
+            "per_channel": per_channel,
             "peak_rss_bytes": out.get("peak_rss_bytes"),
             "ran": "in a child process",
         },

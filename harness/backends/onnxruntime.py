@@ -106,7 +106,11 @@ class OnnxRuntimeBackend:
         )
         if self.int8 and self.calibrated:
             path, extra = quantize_static_int8(
-                path, self.ctx.calibration, self.ctx.calibration_facts, big_weights(ckpt)
+                path,
+                self.ctx.calibration,
+                self.ctx.calibration_facts,
+                self.ctx.option("per_channel", "false") == "true",
+                big_weights(ckpt),
             )
             info |= extra
         elif self.int8:

@@ -93,17 +93,21 @@ class OpenVinoBackend:
         onnx_path, info, _ = export_graph(ckpt, example, self.ctx.cache_dir, False, "auto")
         key = f"{info.get('export_key')}-ov{ov.__version__.split('-')[0]}"
         if self.int8:
-            key += (
-                "-int8-"
-                + hashlib.sha256(
-                    json.dumps(self.ctx.calibration_facts, sort_keys=True).encode()
-                ).hexdigest()[:12]
-            )
+            import nncf
+
+            # What the graph was quantized on and by: the sentences, NNCF and its settings.
+            settings = self.ctx.calibration_facts | {
+                "nncf": nncf.__version__,
+                "model_type": "TRANSFORMER",
+                "subset_size": len(self.ctx.calibration),
+            }
+            digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+            key += "-int8-" + digest[:12]
         folder = self.ctx.cache_dir / "openvino" / key
         xml = folder / "model.xml"
         converted = False
         if not usable(folder, [xml, folder / "model.bin"], "OpenVINO IR"):
-            with staged(folder) as staging:
+            with staged(folder, required="model.xml") as staging:
                 model = ov.convert_model(str(onnx_path))
                 if self.int8:
                     model = self._quantize(model)
@@ -147,8 +151,7 @@ class OpenVinoBackend:
         if hint:
             config["INFERENCE_PRECISION_HINT"] = hint
         compiled = ov.Core().compile_model(model, "CPU", config)
-        ran = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
-        ran = "bf16" if "bf16" in ran or "bfloat16" in ran else "f32" if "32" in ran else ran
+        ran = _precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.request = compiled.create_infer_request()
         self.approximate = self.int8 or ran != "f32"
         out: dict[str, Any] = info | {
@@ -185,7 +188,30 @@ class OpenVinoBackend:
         self.request = None
 
 
+def _precision_name(value: Any) -> str:
+    """OpenVINO's element type (``<Type: 'bfloat16'>``, ``bf16``, ``f32``…) as bf16 / f16 / f32."""
+    text = str(value).lower()
+    if "bf16" in text or "bfloat16" in text:
+        return "bf16"
+    if "f16" in text or "float16" in text:
+        return "f16"
+    if "32" in text:
+        return "f32"
+    return text
+
+
 class OpenVinoInt8Backend(OpenVinoBackend):
     name: ClassVar[str] = "openvino-int8"
     int8: ClassVar[bool] = True
     calibrated: ClassVar[bool] = True
+
+    @classmethod
+    def unavailable(cls, device: str) -> str | None:
+        missing = openvino_unavailable()
+        if missing:
+            return missing
+        try:
+            import nncf  # noqa: F401
+        except ImportError:
+            return "NNCF is not installed (pip install 'xlmr-harness[openvino]')"
+        return None

@@ -8,7 +8,7 @@ child exits, and the child reports its own peak, which is recorded as a cost of 
 
     python -m harness.backends.ort_offline optimize PLAIN TARGET HEADS HIDDEN BIG [GPU]
     python -m harness.backends.ort_offline quantize PLAIN TARGET PER_CHANNEL BIG
-    python -m harness.backends.ort_offline quantize-static PLAIN TARGET CALIBRATION.npz BIG
+    python -m harness.backends.ort_offline quantize-static PLAIN TARGET CALIBRATION.npz PER_CHANNEL BIG
     python -m harness.backends.ort_offline fuse-onnxscript PLAIN TARGET BIG
     python -m harness.backends.ort_offline fp16 PLAIN TARGET BIG
 
@@ -90,7 +90,9 @@ def _quantize(plain: str, target: str, per_channel: bool, big: bool) -> dict[str
     return {}
 
 
-def _quantize_static(plain: str, target: str, calibration: str, big: bool) -> dict[str, Any]:
+def _quantize_static(
+    plain: str, target: str, calibration: str, per_channel: bool, big: bool
+) -> dict[str, Any]:
     """Static int8 (QDQ): activation ranges from calibration sentences (MinMax), the
     MatMuls' weights and inputs int8; the sentences come as an .npz of ``ids{i}``/``mask{i}``."""
     import numpy as np
@@ -121,6 +123,7 @@ def _quantize_static(plain: str, target: str, calibration: str, big: bool) -> di
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul", "Gemm"],
+        per_channel=per_channel,
         calibrate_method=CalibrationMethod.MinMax,
         use_external_data_format=big,
     )
@@ -183,7 +186,7 @@ def main(argv: list[str]) -> int:
     elif kind == "quantize":
         out = _quantize(plain, target, rest[0] == "true", rest[1] == "true")
     elif kind == "quantize-static":
-        out = _quantize_static(plain, target, rest[0], rest[1] == "true")
+        out = _quantize_static(plain, target, rest[0], rest[1] == "true", rest[2] == "true")
     elif kind == "fuse-onnxscript":
         out = _fuse_onnxscript(plain, target, rest[0] == "true")
     else:

@@ -49,7 +49,11 @@ class TorchBackend(abc.ABC):
     #: A torch module needs PyTorch weights; an ONNX export directory has none.
     takes_onnx_exports: ClassVar[bool] = False
     #: Options every torch backend takes; subclasses add theirs with ``TorchBackend.OPTIONS | {…}``.
-    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {"fuse_qkv": ("false", "true")}
+    OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "fuse_qkv": ("false", "true"),
+        # bfloat16 / float16 on a CPU is judged by accuracy: the least mean cosine it may have.
+        "min_cosine": ("0.9", "0.95", "0.98", "0.99", "0.995", "0.999"),
+    }
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx

@@ -48,9 +48,10 @@ def _resumed(args: argparse.Namespace) -> Any:
 
 
 def _spec(args: argparse.Namespace) -> Any:
+    from harness.backends import BACKENDS
     from harness.checkpoints.load import preflight
     from harness.commands.run import _backend_options
-    from harness.execution.plan import expand
+    from harness.execution.plan import expand, normalized_calibration
     from harness.inputs.corpus import read_pairs, resolve_corpus
     from harness.inputs.tasks import needed_sentences
     from harness.serving.loadgen import require_loadgen
@@ -79,6 +80,8 @@ def _spec(args: argparse.Namespace) -> Any:
                     + (" (lower --retrieval-pool)" if task == "retrieval" else "")
                 )
     options = _backend_options(args.backend_option, {}) or {}
+    calibrated = [b for b in args.backends if getattr(BACKENDS.get(b), "calibrated", False)]
+    options = normalized_calibration(options, calibrated, corpus)
     sweep = SweepSpec(
         name="serve",
         models=tuple(args.models),

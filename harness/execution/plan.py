@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,32 +112,51 @@ def plan_sweep(
             if sweep.tasks and any("+" in lang for lang in languages):
                 raise HarnessError("tasks take one language per case, not a mix like deu+jpn")
             sweep = sweep.replace(languages=languages, corpus=str(corpus.resolve()))
+    sweep, corpus = _calibration_corpus(sweep, corpus)
     cases = expand(sweep, models_dir)
-    corpus = _calibration_corpus(sweep, cases, corpus)
     check_models(cases, allow_pickle=allow_pickle, allow_custom_code=allow_custom_code)
     return PreparedSweep(sweep, cases, corpus, skipped)
 
 
-def _calibration_corpus(sweep: SweepSpec, cases: list[Case], corpus: Path | None) -> Path | None:
+def _calibration_corpus(sweep: SweepSpec, corpus: Path | None) -> tuple[SweepSpec, Path | None]:
     """A static int8 backend calibrates on real sentences: the corpus must be there and hold
-    every calibration language (``eng``: the English sides), or one line now."""
-    calibrated = [c for c in cases if getattr(BACKENDS.get(c.backend), "calibrated", False)]
+    every calibration language (``eng``: the English sides), or one line now; the codes are
+    written back normalized (``de`` → ``deu``), so what runs is what was checked."""
+    calibrated = [b for b in sweep.backends if getattr(BACKENDS.get(b), "calibrated", False)]
     if not calibrated:
-        return corpus
+        return sweep, corpus
     if corpus is None:
         corpus = find_corpus(Path(sweep.corpus) if sweep.corpus else None)
     if corpus is None:
         raise HarnessError(
-            f"{calibrated[0].backend} calibrates on real sentences and no Tatoeba corpus was "
+            f"{calibrated[0]} calibrates on real sentences and no Tatoeba corpus was "
             f"found: {HOW_TO_GET}"
         )
-    for case in calibrated:
-        codes = dict(case.options).get("calibration_languages", "eng").split("+")
+    options = normalized_calibration(sweep.backend_options, calibrated, corpus)
+    return sweep.replace(backend_options=options, corpus=str(corpus.resolve())), corpus
+
+
+def normalized_calibration(
+    backend_options: dict[str, dict[str, str]], calibrated: list[str], corpus: Path
+) -> dict[str, dict[str, str]]:
+    """``backend_options`` with each calibrated backend's ``calibration_languages`` checked
+    against ``corpus`` and normalized (unknown, repeated or empty codes: one line)."""
+    from harness.inputs.textload import calibration_codes
+
+    out = {b: dict(o) for b, o in backend_options.items()}
+    for backend in calibrated:
+        given = out.get(backend, {}).get("calibration_languages", "eng")
+        if "@" in given:
+            raise HarnessError(
+                f"{backend} calibration_languages: {given!r} — eng is the English sides already"
+            )
         try:
-            check_languages(corpus, [c for c in codes if c != "eng"])
+            codes = calibration_codes(corpus, given)
         except HarnessError as exc:
-            raise HarnessError(f"{case.backend} calibration_languages: {exc}") from None
-    return corpus
+            raise HarnessError(f"{backend} calibration_languages: {exc}") from None
+        if backend in out or given != "eng":
+            out.setdefault(backend, {})["calibration_languages"] = "+".join(codes)
+    return out
 
 
 def check_onnx_exports(
@@ -151,7 +171,8 @@ def check_onnx_exports(
         if torch_only:
             raise HarnessError(
                 f"{spec.name} is an ONNX export (no PyTorch weights): {', '.join(torch_only)} "
-                "cannot run it; use onnxruntime, onnxruntime-fused or onnxruntime-int8"
+                "cannot run it; use "
+                + ", ".join(b for b, cls in BACKENDS.items() if cls.takes_onnx_exports)
             )
         for backend, opts in options.items():
             if opts.get("io_binding") == "true" or opts.get("exporter") == "optimum":
@@ -176,7 +197,8 @@ def expand(sweep: SweepSpec, models_dir: Path | None = None) -> list[Case]:
         if backend not in sweep.backends:
             raise HarnessError(f"sweep: options given for {backend!r}, which is not in backends")
         check_backend(backend, sweep.device).check_options(options)
-    if sweep.device == "cpu" and "bfloat16" in (sweep.dtype, *sweep.dtypes):
+    x86 = platform.machine().lower() in ("x86_64", "amd64")  # the flags read are x86's
+    if x86 and sweep.device == "cpu" and "bfloat16" in (sweep.dtype, *sweep.dtypes):
         isa = set(cpu_isa())
         if not isa & {"avx512_bf16", "amx_bf16"}:
             raise HarnessError(

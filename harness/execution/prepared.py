@@ -7,7 +7,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -41,6 +41,8 @@ class PreparedGroup:
     info: BackendInfo
     cold: Cold
     parity: Parity
+    #: CPU: one layer's bare GEMMs at each synthetic case's row count, GFLOP/s (cpu_ceiling).
+    cpu_layers: dict[int, float] = field(default_factory=dict)
 
 
 def unchecked_parity(got: np.ndarray, name: str) -> Parity:
@@ -93,8 +95,6 @@ def prepare_group(case: Case, opts: RunOptions) -> PreparedGroup:
             "gpu_name": gpu_env().get("gpu_name"),
             "measured_matmul_tflops": measure_matmul_peak(case.dtype),
         }
-    if case.device == "cpu" and os.environ.get("HARNESS_CPU_PEAK", "1") != "0":
-        info = info | cpu_ceiling(case, ckpt, info)
     got = backend.output(backend.run(backend.bind(probe)))
     backend.sync()
     if reference is None:
@@ -143,24 +143,46 @@ def _calibration(
     return batches, facts | {"tokenizer": tok.info.get("sha256", "")}
 
 
-def cpu_ceiling(case: Case, ckpt: Checkpoint, info: BackendInfo) -> BackendInfo:
-    """This CPU's GEMM rate for the case's precision with the backend's own kernels
-    (:mod:`harness.measure.cpu_peak`), timed at the group's start; {} when there is no such
-    kernel to time."""
-    from harness.measure.cpu_peak import SIZE, gemm_peak, peak_precision
+def cpu_ceiling(cases: list[Case], group: PreparedGroup) -> None:
+    """This CPU's GEMM rate for the group's precision with the backend's own kernels, and one
+    layer's bare GEMMs at each synthetic case's shape (:mod:`harness.measure.cpu_peak`, timed
+    in a child process once the group is prepared, before any case): into ``group.info``
+    (``cpu_peak``) and ``group.cpu_layers``. Nothing when there is no such kernel to time, on
+    a GPU, or with ``HARNESS_CPU_PEAK=0``."""
+    from harness.measure.cpu_peak import SIZE, ceiling, peak_precision
 
-    ran = str(info.get("inference_precision", "")) or None
+    case = cases[0]
+    if case.device != "cpu" or os.environ.get("HARNESS_CPU_PEAK", "1") == "0":
+        return
+    ran = str(group.info.get("inference_precision", "")) or None
     which = peak_precision(case.backend, case.dtype, ran)
     if which is None:
-        return {}
+        return
     library, precision = which
+    arch = group.ckpt.arch
+    tokens = tuple(
+        sorted(
+            {
+                c.batch_size * c.seq_len * c.model.choices
+                for c in cases
+                if c.language is None and c.task is None
+            }
+        )
+    )
+    got = ceiling(library, precision, case.threads, arch.hidden, arch.ffn, tokens)
+    if "error" in got:
+        group.info["cpu_peak_error"] = str(got["error"])
+        return
+    size = int(cast(int, got.get("size", SIZE)))
     peak: CpuPeak = {
         "library": library,
         "precision": precision,
-        "gflops": gemm_peak(library, precision, case.threads),
-        "gemm": f"{SIZE}x{SIZE}x{SIZE}, best of 5, {case.threads} thread(s)",
+        "gflops": float(cast(float, got["gflops"])),
+        "gemm": f"{size}x{size}x{size}, best call, {case.threads} thread(s), in a child process",
     }
-    return {"cpu_peak": peak}
+    group.info["cpu_peak"] = peak
+    layers = cast(dict[str, float], got.get("layers") or {})
+    group.cpu_layers = {int(t): float(v) for t, v in layers.items()}
 
 
 def _workload(

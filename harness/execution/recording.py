@@ -18,7 +18,7 @@ from harness.records.types import (
 from harness.spec.sweep import Case
 from harness.stats.summary import is_unstable, summarize
 
-__all__ = ["build_record", "compute_facts", "memory_facts", "shape_ceiling"]
+__all__ = ["build_record", "compute_facts", "memory_facts"]
 
 
 def memory_facts(memory: PeakRSS, group: PreparedGroup) -> Memory:
@@ -60,7 +60,7 @@ def build_record(
         "real_tokens_per_s": sum(real[i] for i in passes) / total_s,
         "basis": "work of all timed calls / their summed time",
     }
-    compute = compute_facts(case, group, batches, passes, total_s, summary.p50)
+    compute = compute_facts(case, group, batches, passes, total_s, summary.p50, samples.values)
     if inputs.task is not None and "task" in workload:
         units_per_s = sum(inputs.task.units[i] for i in passes) / total_s
         workload["task"] = workload["task"] | {
@@ -105,6 +105,7 @@ def compute_facts(
     passes: list[int],
     total_s: float,
     p50_s: float,
+    values: list[float] | None = None,
 ) -> Compute:
     """FLOPs and achieved TFLOP/s (every device); on a GPU also the share of the device's
     peak and the weight-reading floor (see :mod:`harness.measure.roofline`)."""
@@ -129,13 +130,23 @@ def compute_facts(
     }
     if case.device != "cuda":
         cpu = group.info.get("cpu_peak")
-        if cpu:
-            achieved = facts["flops_per_call"] / p50_s / 1e9
+        if cpu and values:
+            # Each call's own FLOPs over its own time, the median of those: the rate of the
+            # median call, whichever batch it ran (language cases cycle batches of their own
+            # lengths).
+            achieved = (
+                float(np.median([per_batch[i] / t for i, t in zip(passes, values, strict=True)]))
+                / 1e9
+            )
             facts |= {
                 "cpu_peak": cpu,
                 "achieved_gflops_at_p50": achieved,
                 "share_of_cpu_peak": achieved / cpu["gflops"],
             }
+            tokens = case.batch_size * case.seq_len * spec.choices
+            layer = group.cpu_layers.get(tokens) if case.language is None else None
+            if layer and case.task is None:
+                facts["cpu_peak"] = cpu | {"layer_gemms": {"tokens": tokens, "gflops": layer}}
         return facts
     name = str(group.info.get("gpu_name", ""))
     peak = lookup_peak(name)
@@ -154,20 +165,3 @@ def compute_facts(
     if measured:
         facts["share_of_measured_matmul_peak"] = line.achieved_tflops / measured
     return facts
-
-
-def shape_ceiling(record: Record, case: Case, group: PreparedGroup) -> None:
-    """After a synthetic CPU case is timed: the same kernels as its ceiling running one
-    layer's linear layers at the case's own shape (:func:`harness.measure.cpu_peak.layer_gemms`),
-    so a case short of the ceiling says whether short GEMMs or the rest of the layer cost it."""
-    peak = record.compute.get("cpu_peak")
-    if not peak or case.language is not None or case.task is not None:
-        return
-    from harness.measure.cpu_peak import layer_gemms
-
-    arch = group.ckpt.arch
-    tokens = case.batch_size * case.seq_len * case.model.choices
-    rate = layer_gemms(
-        peak["library"], peak["precision"], case.threads, tokens, arch.hidden, arch.ffn
-    )
-    record.compute["cpu_peak"] = peak | {"layer_gemms": {"tokens": tokens, "gflops": rate}}

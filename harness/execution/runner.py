@@ -19,9 +19,9 @@ import torch
 from harness.backends import Backend
 from harness.errors import HarnessError
 from harness.execution.options import Event, RunOptions
-from harness.execution.prepared import PreparedGroup, case_inputs, prepare_group
+from harness.execution.prepared import PreparedGroup, case_inputs, cpu_ceiling, prepare_group
 from harness.execution.realtext import check_real_text
-from harness.execution.recording import build_record, shape_ceiling
+from harness.execution.recording import build_record
 from harness.execution.task_check import check_task
 from harness.measure.calibrate import speed_probe
 from harness.measure.memory import PeakRSS
@@ -103,7 +103,6 @@ def _measure_case(case: Case, group: PreparedGroup, opts: RunOptions) -> tuple[R
         device = probe.stop(int(calls * mean_seqs))
     record = build_record(case, group, inputs, samples, first_call_s, memory, device)
     record.calibration = calibration
-    shape_ceiling(record, case, group)
     if case.task is not None:
         check_task(record, case, group, inputs)
     elif case.language is not None:
@@ -128,6 +127,8 @@ def run_group(
             store.append(rec)
             emit(("done", rec))
         return
+    if group.parity["ok"]:
+        cpu_ceiling(cases, group)
     oom_at: int | None = None
     # Records whose profiling waits until the group's timing is done (see kernel_profile),
     # kept in case order: once one is held, every later record is held behind it.

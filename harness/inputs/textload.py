@@ -225,34 +225,81 @@ def language_stats(tok: TextTokenizer, corpus: Path, language: str, max_len: int
     )
 
 
+def calibration_codes(corpus: Path, languages: str) -> list[str]:
+    """``eng+de`` → ``["eng", "deu"]``: the calibration languages normalized (``eng`` is the
+    English sides); unknown, repeated or empty ones raise."""
+    from harness.inputs.corpus import available_languages, normalize_code
+
+    available = available_languages(corpus)
+    if not available:
+        raise HarnessError(f"{corpus}: no Tatoeba language files to calibrate on")
+    parts = languages.split("+")
+    if any(not p.strip() for p in parts):
+        raise HarnessError(f"calibration_languages {languages!r}: an empty language")
+    codes = [
+        "eng" if p.strip().lower() in ("eng", "en") else normalize_code(p.strip(), available)
+        for p in parts
+    ]
+    if len(set(codes)) != len(codes):
+        raise HarnessError(f"calibration_languages {languages!r}: a language appears twice")
+    return codes
+
+
+def _english_pool(corpus: Path) -> list[str]:
+    """The English sides of every file's train half, interleaved across the files, each
+    sentence once — and none that is in *any* file's measured half (Tatoeba's English
+    sentences recur across files: the one file's train line is another's measured line)."""
+    from harness.inputs.corpus import available_languages
+
+    measured: set[str] = set()
+    trains: list[tuple[str, ...]] = []
+    for lang in available_languages(corpus):
+        pairs = read_pairs(corpus, lang)
+        measured.update(pairs.split("measure").english)
+        trains.append(pairs.split("train").english)
+    seen: set[str] = set()
+    pool = []
+    for row in itertools.zip_longest(*trains):
+        for sentence in row:
+            if sentence and sentence.strip() and sentence not in measured and sentence not in seen:
+                seen.add(sentence)
+                pool.append(sentence)
+    return pool
+
+
+def _language_pool(corpus: Path, code: str) -> list[str]:
+    pairs = read_pairs(corpus, code)
+    measured = set(pairs.split("measure").text)
+    return list(
+        dict.fromkeys(s for s in pairs.split("train").text if s.strip() and s not in measured)
+    )
+
+
 def calibration_batches(
     corpus: Path, languages: str, tok: TextTokenizer, vocab: int, max_len: int, n: int
 ) -> tuple[list[Batch], dict[str, Any]]:
     """``n`` sentences to calibrate a static int8 graph on, one per batch, from the *train*
-    half of the corpus (no measured sentence calibrates what it measures): ``eng`` is the
-    English sides of every file, round-robin; any other code that language's own sentences;
-    ``deu+tha`` mixes them."""
-    from harness.inputs.corpus import available_languages
-
-    pools: list[tuple[str, ...]] = []
-    for code in languages.split("+"):
-        if code == "eng":
-            for lang in available_languages(corpus):
-                pools.append(read_pairs(corpus, lang).split("train").english)
-        else:
-            pools.append(read_pairs(corpus, code).split("train").text)
-    # Round-robin over the pools; a pool that runs out drops out, the others go on.
-    rounds = itertools.zip_longest(*pools)
-    mixed = [s for row in rounds for s in row if s is not None and s.strip()][:n]
+    half of the corpus and never a sentence of any measured half (no measured sentence
+    calibrates what it measures): ``eng`` is the English sides of every file, interleaved;
+    any other code that language's own sentences; ``deu+tha`` takes them in turn, an equal
+    share each while both last."""
+    codes = calibration_codes(corpus, languages)
+    pools = [_english_pool(corpus) if c == "eng" else _language_pool(corpus, c) for c in codes]
+    # In turn across the languages; one that runs out drops out, the others go on.
+    mixed: list[tuple[str, str]] = []
+    for row in itertools.zip_longest(*pools):
+        mixed.extend((c, s) for c, s in zip(codes, row, strict=True) if s is not None)
+    mixed = mixed[:n]
     if not mixed:
         raise HarnessError(f"{corpus}: no sentences to calibrate on for {languages!r}")
-    rows = [encode_with_specials(tok, s, max_len, vocab)[0] for s in mixed]
+    rows = [encode_with_specials(tok, s, max_len, vocab)[0] for _, s in mixed]
     batches = [padded_batch([row], len(row)) for row in rows]
     facts = {
-        "languages": languages.split("+"),
+        "languages": codes,
         "sentences": len(mixed),
-        "split": "train half (odd lines)",
+        "by_language": {c: sum(1 for m, _ in mixed if m == c) for c in codes},
+        "split": "train half (odd lines), no sentence of any measured half",
         # What was calibrated on, so a changed corpus is a different graph in the cache.
-        "sha256": hashlib.sha256("\n".join(mixed).encode()).hexdigest(),
+        "sha256": hashlib.sha256("\n".join(s for _, s in mixed).encode()).hexdigest(),
     }
     return batches, facts

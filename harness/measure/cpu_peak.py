@@ -2,40 +2,56 @@
 
 A case's achieved GFLOP/s means little without the machine's ceiling, and the ceiling depends
 on whose kernels run: torch's fp32 GEMM and ONNX Runtime's (MLAS) differ by 1.8x on the same
-cores, and a bf16 or int8 GEMM is another machine again. So at a group's start the harness
-times one square GEMM (``SIZE``, large enough to reach the kernels' plateau on a few cores) in
-the precision the case computes in, with the backend's own library — torch for the torch
-backends, ONNX Runtime's MatMul / MatMulInteger for ORT, OpenVINO's compiled MatMul with the
-precision hint it runs — on the case's thread count, and records the best of a few calls.
-Measured once per (library, precision, threads) in a process.
+cores, and a bf16 or int8 GEMM is another machine again. So once a group is prepared the
+harness times one square GEMM (``SIZE``, large enough to reach the kernels' plateau on a few
+cores) in the precision the case computes in, with the backend's own library — torch for the
+torch backends, ONNX Runtime's MatMul / MatMulInteger for ORT, OpenVINO's compiled MatMul
+with the precision it runs — on the case's thread count, and records the best call.
 
-Where a case falls short of that ceiling, two more numbers say why: the same library's GEMMs
-at the case's own shapes (one layer's linear layers, ``layer_gemms``) — the loss to short
-GEMMs — and the rest, between that and the case's achieved rate — attention, norms, GELU,
-the runtime's own work.
+Where a case falls short of that ceiling, a second number says why: the same kernels running
+one layer's linear layers at the case's own shape (``layer_gemms``) — the loss to short GEMMs
+— and the rest, between that and the case's achieved rate: attention, norms, GELU, the
+runtime's own work.
+
+Both are timed in a child process (``python -m harness.measure.cpu_peak``, :func:`ceiling`):
+the matrices, arenas and threads they need never stay in the process that measures the cases,
+so memory figures and the next case see nothing of them.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["SIZE", "gemm_peak", "layer_gemms", "peak_precision"]
+__all__ = ["LAYER_TOKENS_MAX", "SIZE", "ceiling", "gemm_peak", "layer_gemms", "peak_precision"]
 
 SIZE = 2048
-_REPEATS = 5
+#: Layers of more rows than this are not timed bare: their GEMMs are larger than the
+#: ceiling's own, so the shape does not hold them back.
+LAYER_TOKENS_MAX = 4096
+_MIN_REPEATS = 5
+#: Short calls are repeated until this much time is spent (the best of many is stable where
+#: the best of five microsecond calls is not).
+_BUDGET_S = 0.3
+_CHILD_TIMEOUT_S = 300
 
 
-def _best(fn: Callable[[], object], repeats: int = _REPEATS) -> float:
+def _best(fn: Callable[[], object]) -> float:
     fn()  # first call: allocation, packing, JIT
     best = float("inf")
-    for _ in range(repeats):
+    spent, n = 0.0, 0
+    while n < _MIN_REPEATS or (spent < _BUDGET_S and n < 1000):
         start = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - start)
+        took = time.perf_counter() - start
+        best, spent, n = min(best, took), spent + took, n + 1
     return best
 
 
@@ -92,7 +108,7 @@ def _openvino(precision: str, threads: int, m: int, k: int, n: int) -> float:
     a = ops.parameter([m, k], np.float32, name="a")
     b = ops.constant(rng.standard_normal((k, n), dtype=np.float32))
     model = ov.Model([ops.matmul(a, b, False, False)], [a], "gemm")
-    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+    hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[precision]
     compiled = ov.Core().compile_model(
         model,
         "CPU",
@@ -100,7 +116,7 @@ def _openvino(precision: str, threads: int, m: int, k: int, n: int) -> float:
     )
     request = compiled.create_infer_request()
     x = rng.standard_normal((m, k), dtype=np.float32)
-    return _best(lambda: request.infer({0: x}))
+    return _best(lambda: request.infer({0: x}, share_inputs=True))
 
 
 _LIBRARIES: dict[str, Callable[[str, int, int, int, int], float]] = {
@@ -175,14 +191,14 @@ def _layer_openvino(precision: str, threads: int, shapes: list[tuple[int, int, i
         outs.append(ops.matmul(a, b, False, False))
         feed[i] = rng.standard_normal((m, k), dtype=np.float32)
     model = ov.Model(outs, params, "layer")
-    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+    hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[precision]
     compiled = ov.Core().compile_model(
         model,
         "CPU",
         {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint, "NUM_STREAMS": 1},
     )
     request = compiled.create_infer_request()
-    return _best(lambda: request.infer(feed))
+    return _best(lambda: request.infer(feed, share_inputs=True))
 
 
 _LAYERS: dict[str, Callable[[str, int, list[tuple[int, int, int]]], float]] = {
@@ -216,5 +232,48 @@ def peak_precision(backend: str, dtype: str, ran: str | None = None) -> tuple[st
     if backend.startswith("onnxruntime"):
         return "onnxruntime", "int8" if "int8" in backend else "fp32"
     if backend == "openvino":
-        return "openvino", "bf16" if ran == "bf16" else "fp32"
+        return "openvino", {"bf16": "bf16", "f16": "fp16"}.get(ran or "", "fp32")
     return None
+
+
+@functools.cache
+def ceiling(
+    library: str, precision: str, threads: int, hidden: int, ffn: int, tokens: tuple[int, ...]
+) -> dict[str, object]:
+    """The ceiling GEMM's GFLOP/s and, per row count in ``tokens`` (up to
+    ``LAYER_TOKENS_MAX``), one layer's bare GEMMs' — timed in a child process; once per
+    argument set in a process. ``{"error": ...}`` when the child fails (the case goes on)."""
+    shapes = [t for t in tokens if t <= LAYER_TOKENS_MAX]
+    argv = [sys.executable, "-m", "harness.measure.cpu_peak", library, precision, str(threads)]
+    argv += [str(hidden), str(ffn), *map(str, shapes)]
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=_CHILD_TIMEOUT_S, env=os.environ.copy()
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"the GEMM timing took over {_CHILD_TIMEOUT_S} s"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"the GEMM timing failed: {last[:200]}"}
+    out: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """``LIBRARY PRECISION THREADS HIDDEN FFN [TOKENS...]`` → one JSON line on stdout:
+    ``{"gflops": ..., "size": N, "layers": {"TOKENS": gflops, ...}}``. The ceiling GEMM is
+    ``SIZE``³ unless ``$HARNESS_CPU_PEAK_SIZE`` says otherwise."""
+    global SIZE
+    library, precision, threads, hidden, ffn, *tokens = argv
+    SIZE = int(os.environ.get("HARNESS_CPU_PEAK_SIZE", SIZE))
+    peak = gemm_peak(library, precision, int(threads))
+    layers = {
+        t: layer_gemms(library, precision, int(threads), int(t), int(hidden), int(ffn))
+        for t in tokens
+    }
+    print(json.dumps({"gflops": peak, "size": SIZE, "layers": layers}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -474,6 +474,7 @@ class CalibrationInfo(TypedDict, total=False):
     method: str
     languages: list[str]
     sentences: int
+    by_language: dict[str, int]
     split: str
     sha256: str
     tokenizer: str
@@ -527,8 +528,9 @@ class BackendInfo(TypedDict, total=False):
     ir_key: str
     converted: bool
     calibration: CalibrationInfo
-    # every CPU group: this CPU's GEMM ceiling for the case's precision
+    # every CPU group: this CPU's GEMM ceiling for the case's precision (or why not)
     cpu_peak: CpuPeak
+    cpu_peak_error: str
 
 
 class ScenarioRun(TypedDict, total=False):

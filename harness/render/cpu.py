@@ -22,8 +22,18 @@ def _pct(x: float | None) -> str:
 
 
 def _variant(r: Record) -> str:
+    """The backend, its dtype when not float32, and its options: what tells two CPU variants
+    of one case apart."""
     variant = options_text(r)
-    return str(r.case["backend"]) + (f" ({variant})" if variant else "")
+    dtype = str(r.case.get("dtype", "float32"))
+    label = str(r.case["backend"]) + ("" if dtype == "float32" else f" {dtype}")
+    return label + (f" ({variant})" if variant else "")
+
+
+def compared(r: Record) -> bool:
+    """Whether the case's outputs were compared with eager float32's at all (an ONNX export
+    given without reference weights is not)."""
+    return r.parity.get("checked", True) is not False
 
 
 def _cpu_ok(records: list[Record]) -> list[Record]:
@@ -89,16 +99,23 @@ def cpu_rows(records: list[Record]) -> list[dict[str, str]]:
                 "batch": str(r.case["batch_size"]),
                 "seq": str(r.case["seq_len"]),
                 "lang": str(r.case.get("language") or "–"),
+                "policy": str(r.case.get("policy") or "–"),
                 "p50 ms": fmt_ms(r.summary.get("p50")),
                 "GFLOP/s": f"{achieved:.0f}",
                 "own GEMM": f"{peak['gflops']:.0f} ({peak['library']} {peak['precision']})",
                 "% own": _pct(comp.get("share_of_cpu_peak")),
                 "% best": _pct(achieved / top) + ("" if top_lib == peak["library"] else "*"),
                 "% GEMMs at shape": _pct(achieved / shape["gflops"]) if shape else "–",
-                "cos": f"{accuracy[0]:.4f}" if accuracy else "exact",
+                "cos": _cos_cell(r, accuracy),
             }
         )
     return rows
+
+
+def _cos_cell(r: Record, accuracy: tuple[float, float] | None) -> str:
+    if not compared(r):
+        return "not compared"
+    return f"{accuracy[0]:.4f}" if accuracy else "exact"
 
 
 def limit_lines(records: list[Record]) -> list[str]:
@@ -134,7 +151,13 @@ def limit_lines(records: list[Record]) -> list[str]:
                 "on this CPU"
             )
         shape = peak.get("layer_gemms")
-        if shape:
+        if shape and achieved > 1.05 * float(shape["gflops"]):
+            # The bare GEMMs timed slower than the whole layer ran: no ceiling at this shape.
+            why.append(
+                f"its GEMMs timed bare at this shape ({float(shape['gflops']):.0f} GFLOP/s) "
+                "ran slower than the whole model did, so they say nothing here"
+            )
+        elif shape:
             at_shape = float(shape["gflops"])
             if at_shape < 0.9 * own:
                 why.append(
@@ -164,11 +187,19 @@ def pick_rows(
     groups: dict[tuple[Any, ...], list[Record]] = {}
     for r in _cpu_ok(records):
         c = r.case
-        key = (r.model, c.get("task") or "", c.get("language") or "", c["batch_size"], c["seq_len"])
+        key = (
+            r.model,
+            c.get("task") or "",
+            c.get("language") or "",
+            c.get("policy") or "",
+            c["batch_size"],
+            c["seq_len"],
+            c.get("threads"),
+        )
         groups.setdefault(key, []).append(r)
     rows = []
     for key in sorted(groups, key=lambda k: tuple(str(x) for x in k)):
-        members = [r for r in groups[key] if r.summary.get("p50")]
+        members = [r for r in groups[key] if r.summary.get("p50") and compared(r)]
         if len(members) < 2:
             continue
 
@@ -180,7 +211,7 @@ def pick_rows(
         if not fit:
             continue
         pick = fit[0]
-        eager = next(
+        eager = next(  # the same case (policy, threads) on eager float32
             (r for r in members if r.case["backend"] == "eager" and ran_precision(r) == "fp32"),
             None,
         )
@@ -190,12 +221,13 @@ def pick_rows(
             if not qualifies(r) and r.summary["p50"] < pick.summary["p50"]
         ]
         acc = accuracy_of(pick)
-        model, task, language, batch, seq = key
+        model, task, language, policy, batch, seq, _ = key
         rows.append(
             {
                 "model": model,
                 "task": task or "–",
                 "lang": language or "–",
+                "policy": policy or "–",
                 "batch": str(batch),
                 "seq": str(seq),
                 "pick": _variant(pick),
@@ -213,7 +245,8 @@ def pick_rows(
 
 
 def cpu_lines(records: list[Record], min_cosine: float = DEFAULT_MIN_COSINE) -> list[str]:
-    """The CPU sections (none when no CPU case measured its ceiling)."""
+    """The CPU sections: the ceiling table when a CPU case measured its ceiling, "which to
+    pick" whenever a case has variants to choose between."""
     rows = cpu_rows(records)
     picks = pick_rows(records, min_cosine)
     lines: list[str] = []
@@ -226,8 +259,11 @@ def cpu_lines(records: list[Record], min_cosine: float = DEFAULT_MIN_COSINE) -> 
             "the backend itself uses, in the precision it ran (`harness.measure.cpu_peak`); "
             "`% best` is against the fastest GEMM of that precision measured in this run (`*`: "
             "another library's); `% GEMMs at shape` against the same kernels running one "
-            "layer's linear layers at the case's own shape, bare. `cos` is the mean cosine to "
-            "eager float32 on the case's own inputs (real sentences where it had them).",
+            "layer's linear layers at the case's own shape, bare. The int8 ceiling is an "
+            "int8 GEMM (u8 × s8): it covers the linear layers, while dynamic int8 keeps "
+            "attention's two matmuls in float32. `cos` is the mean cosine to eager float32 on "
+            "the case's own inputs (real sentences where it had them; `not compared`: no "
+            "reference weights, left out of the pick below).",
             "",
             md_table(rows),
             *limit_lines(records),
