@@ -279,3 +279,11 @@ def test_a_disturbed_process_is_screened_on_speed_not_effect() -> None:
     levels[2] = math.log(0.0075)  # and process 2 ran 25+ % fast
     assert disturbed(levels) == [2, 6]
     assert disturbed({0: 0.0, 1: 5.0}) == []  # too few to tell
+    # Speeds recorded in a gate trial while other jobs loaded the VM: every process more than
+    # 25 % off the median one. No usual speed to screen against: none is left out (screening
+    # all of them once left no process and crashed the estimate).
+    swung = [0.62, 1.57, 3.95, 1.58, 1.33, 1.58, 0.61, 0.62, 0.62, 0.75]
+    assert disturbed({p: math.log(x) for p, x in enumerate(swung)}) == []
+    three = {0: 0.0, 1: math.log(2.0), 2: math.log(0.5)}
+    assert disturbed(three) == []  # two of three off: a majority
+    assert disturbed({0: 0.0, 1: 0.01, 2: math.log(3.0)}) == [2]
