@@ -125,6 +125,7 @@ def test_energy_counter_and_power_fallback() -> None:
     ("backend", "message"),
     [
         ("cuda-graph", "CUDA graphs need a CUDA device"),
+        ("cuda-graph-buckets", "CUDA graphs need a CUDA device"),
         ("compile", "no CUDA device"),
         ("eager", "no CUDA device"),
         ("torchscript", "no CUDA device"),
@@ -184,6 +185,43 @@ def test_gpu_backend_parity(backend: str, dtype: str, cache_dir: Path) -> None:
     got = b.output(b.run(b.bind(probe)))
     b.sync()
     assert np.abs(got - reference).max() <= parity_tolerance(dtype, reference)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_graph_buckets_parity_at_shapes_between_buckets(dtype: str, cache_dir: Path) -> None:
+    from harness.measure.parity import parity_tolerance
+
+    ckpt = load_checkpoint(ModelSpec(name="gpu-parity", source="random-init", arch=ARCH), cache_dir)
+    b = make_backend("cuda-graph-buckets", BackendContext("cuda", dtype, 1, cache_dir))
+    info = b.prepare(ckpt, synthetic_batch(8, 64, ARCH.vocab, pad_rows=True))
+    assert "8x64" in info["buckets"] and info["capture_s_total"] > 0
+    for rows, length in ((3, 24), (1, 64), (8, 17)):
+        probe = synthetic_batch(rows, length, ARCH.vocab, seed=rows, pad_rows=True)
+        with torch.inference_mode():
+            reference = ckpt.model(probe.input_ids, probe.attention_mask).numpy()
+        got = b.output(b.run(b.bind(probe)))
+        b.sync()
+        assert got.shape == reference.shape
+        assert np.abs(got - reference).max() <= parity_tolerance(dtype, reference)
+    b.close()
+
+
+@pytest.mark.gpu
+def test_packed_eager_on_the_gpu_matches_padded(cache_dir: Path) -> None:
+    """Packing (no padded position computed) on CUDA: outputs per sentence equal padded
+    eager's within the dtype's tolerance."""
+    from harness.measure.parity import parity_tolerance
+
+    ckpt = load_checkpoint(ModelSpec(name="gpu-parity", source="random-init", arch=ARCH), cache_dir)
+    probe = synthetic_batch(6, 40, ARCH.vocab, seed=9, pad_rows=True)
+    with torch.inference_mode():
+        reference = ckpt.model(probe.input_ids, probe.attention_mask).numpy()
+    b = make_backend("eager", BackendContext("cuda", "bfloat16", 1, cache_dir, (("pack", "true"),)))
+    b.prepare(ckpt, synthetic_batch(2, 16, ARCH.vocab, pad_rows=True))
+    got = b.output(b.run(b.bind(probe)))
+    b.sync()
+    assert np.abs(got - reference).max() <= parity_tolerance("bfloat16", reference)
 
 
 @pytest.mark.gpu

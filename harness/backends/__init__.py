@@ -6,6 +6,7 @@ from harness.backends.base import Backend, BackendContext
 from harness.backends.compiled import CompileBackend
 from harness.backends.cudagraph import CudaGraphBackend
 from harness.backends.eager import EagerBackend
+from harness.backends.graph_buckets import CudaGraphBucketsBackend
 from harness.backends.onnxruntime import (
     OnnxRuntimeBackend,
     OnnxRuntimeFusedBackend,
@@ -27,6 +28,7 @@ BACKENDS: dict[str, type[Backend]] = {
     "onnxruntime-int8-static": OnnxRuntimeInt8StaticBackend,
     "compile": CompileBackend,
     "cuda-graph": CudaGraphBackend,
+    "cuda-graph-buckets": CudaGraphBucketsBackend,
     "openvino": OpenVinoBackend,
     "openvino-int8": OpenVinoInt8Backend,
 }

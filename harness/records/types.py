@@ -531,6 +531,10 @@ class BackendInfo(TypedDict, total=False):
     # every CPU group: this CPU's GEMM ceiling for the case's precision (or why not)
     cpu_peak: CpuPeak
     cpu_peak_error: str
+    # cuda-graph-buckets
+    buckets: list[str]
+    bucket_capture_s: dict[str, float]
+    capture_s_total: float
 
 
 class ScenarioRun(TypedDict, total=False):
@@ -596,6 +600,9 @@ class Scenario(TypedDict, total=False):
     cost_per_million: float
     energy_per_request_j: float
     energy: ServingEnergy
+    #: ``cuda-graph-buckets``: positions computed, and the padding share in all and beyond
+    #: each batch's own.
+    graph_buckets: dict[str, float]
 
 
 def case_options(case: CaseInfo) -> dict[str, str]:

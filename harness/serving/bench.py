@@ -237,6 +237,9 @@ class _Serving:
             "resolution": capacity.resolution,
             "search_stop": capacity.stop,
         }
+        usage = getattr(group.backend, "usage", None)
+        if usage is not None:  # graphs per shape bucket: the padding the buckets added
+            scenario["graph_buckets"] = usage()
         if spec.price_per_hour is not None and capacity.qps > 0:
             scenario["price_per_hour"] = spec.price_per_hour
             scenario["cost_per_million"] = spec.price_per_hour / 3600 / capacity.qps * 1e6
@@ -363,6 +366,9 @@ def _serve_traffic(
         if s.case_id in done:
             continue
         emit(("start", s.case_id))
+        reset = getattr(group.backend, "reset_usage", None)
+        if reset is not None:
+            reset()
         memory = PeakRSS()
         memory.start()
         start = time.perf_counter()

@@ -26,8 +26,10 @@ __all__ = [
 
 #: Backends that take any batch shape as it comes. ``cuda-graph`` captures one graph per shape
 #: and ``compile`` recompiles per shape: under arbitrary traffic shapes they would measure
-#: their compilers, not serving.
+#: their compilers, not serving. ``cuda-graph-buckets`` serves them from graphs captured per
+#: shape bucket beforehand.
 SERVE_BACKENDS = (
+    "cuda-graph-buckets",
     "eager",
     "torchscript",
     "onnxruntime",
