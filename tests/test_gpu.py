@@ -208,7 +208,8 @@ def test_graph_buckets_parity_at_shapes_between_buckets(dtype: str, cache_dir: P
 
 
 @pytest.mark.gpu
-def test_packed_eager_on_the_gpu_matches_padded(cache_dir: Path) -> None:
+@pytest.mark.parametrize("mode", ["true", "varlen"])
+def test_packed_eager_on_the_gpu_matches_padded(mode: str, cache_dir: Path) -> None:
     """Packing (no padded position computed) on CUDA: outputs per sentence equal padded
     eager's within the dtype's tolerance."""
     from harness.measure.parity import parity_tolerance
@@ -217,7 +218,7 @@ def test_packed_eager_on_the_gpu_matches_padded(cache_dir: Path) -> None:
     probe = synthetic_batch(6, 40, ARCH.vocab, seed=9, pad_rows=True)
     with torch.inference_mode():
         reference = ckpt.model(probe.input_ids, probe.attention_mask).numpy()
-    b = make_backend("eager", BackendContext("cuda", "bfloat16", 1, cache_dir, (("pack", "true"),)))
+    b = make_backend("eager", BackendContext("cuda", "bfloat16", 1, cache_dir, (("pack", mode),)))
     b.prepare(ckpt, synthetic_batch(2, 16, ARCH.vocab, pad_rows=True))
     got = b.output(b.run(b.bind(probe)))
     b.sync()

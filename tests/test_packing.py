@@ -44,8 +44,9 @@ def test_packed_batch_layout() -> None:
     assert packed.position_ids[1].tolist() == [2, 3, 4, 2, 3, 1]
 
 
+@pytest.mark.parametrize("mode", ["true", "varlen"])
 @pytest.mark.parametrize("head", ["encoder", "sequence-classification"])
-def test_packed_eager_matches_padded_eager(head: str, cache_dir: Path) -> None:
+def test_packed_eager_matches_padded_eager(head: str, mode: str, cache_dir: Path) -> None:
     spec = ModelSpec(name=f"pack-{head}", source="random-init", head=head, arch=TINY)
     ckpt = load_checkpoint(spec, cache_dir)
     rng = np.random.default_rng(0)
@@ -53,10 +54,10 @@ def test_packed_eager_matches_padded_eager(head: str, cache_dir: Path) -> None:
     batch = padded_batch(rows, max(len(r) for r in rows))
     with torch.inference_mode():
         reference = ckpt.model(batch.input_ids, batch.attention_mask).numpy()
-    b = make_backend("eager", BackendContext("cpu", "float32", 1, cache_dir, (("pack", "true"),)))
+    b = make_backend("eager", BackendContext("cpu", "float32", 1, cache_dir, (("pack", mode),)))
     info = b.prepare(ckpt, batch)
     got = b.output(b.run(b.bind(batch)))
-    assert info["pack"] is True
+    assert info["pack"] is True and ("varlen" in info["packing"]) == (mode == "varlen")
     np.testing.assert_allclose(got, reference, atol=2e-5, rtol=1e-4)
 
 
@@ -112,3 +113,14 @@ def test_real_text_records_their_share_of_the_ceiling(
         assert real["ok"] and real["max_abs_diff"] <= real["tolerance"] and real["batches"] == 2
     bucketed = [r for r in run.records if r.case["policy"] == "bucket"]
     assert all(len(r.workload["buckets"]) == 2 for r in bucketed)
+
+
+def test_varlen_stream_layout() -> None:
+    from harness.backends.packing import varlen_batch
+
+    batch = padded_batch([[0, 7, 2], [0, 9, 9, 9, 2], [0, 2]], 5)
+    v = varlen_batch(batch.input_ids, batch.attention_mask)
+    assert v.input_ids.tolist() == [[0, 7, 2, 0, 9, 9, 9, 2, 0, 2]]  # no pad computed
+    assert v.offsets.tolist() == [0, 3, 8, 10] and v.lengths.tolist() == [3, 5, 2]
+    assert v.position_ids.tolist() == [[2, 3, 4, 2, 3, 4, 5, 6, 2, 3]]
+    assert v.segment.tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 2, 2]

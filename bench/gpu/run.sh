@@ -43,8 +43,10 @@ for s in $stages; do
     packed-text)  # padded and bucketed, then packed (no padded position computed)
       if [ -z "${HARNESS_TATOEBA:-}" ]; then echo "== packed-text: skipped (no \$HARNESS_TATOEBA)"; continue; fi
       sweep packed-text "${CAP_PACKED:-90}"
-      stage packed-text-packed "${CAP_PACKED:-90}" python3 -m harness run --sweep bench/gpu/packed-text.toml \
-        --backend-option eager.pack=true --policies longest --out "$out" --cache-dir "$cache" ;;
+      for mode in true varlen; do
+        stage "packed-text-$mode" "${CAP_PACKED:-90}" python3 -m harness run --sweep bench/gpu/packed-text.toml \
+          --backend-option "eager.pack=$mode" --policies longest --out "$out" --cache-dir "$cache"
+      done ;;
     serve-buckets)  # capacity per language at a p99 bound: graphs per shape bucket against eager
       if [ -z "${HARNESS_TATOEBA:-}" ]; then echo "== serve-buckets: skipped (no \$HARNESS_TATOEBA)"; continue; fi
       if [ -n "${WHEELS:-}" ]; then python3 -m pip install -q --no-index --find-links "$WHEELS" mlcommons-loadgen; fi

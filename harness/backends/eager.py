@@ -2,7 +2,9 @@
 ``attn_implementation=eager`` is a load-time option, see :func:`harness.checkpoints.load.load_checkpoint`).
 
 Option ``pack=true`` runs unpadded: each bound batch is packed into rows with a block-diagonal
-attention mask (:mod:`harness.backends.packing`), so no padded position is computed."""
+attention mask (:mod:`harness.backends.packing`), so no padded position is computed;
+``pack=varlen`` runs it as one token stream with attention per sentence over jagged nested
+tensors (variable-length kernels on CUDA)."""
 
 from __future__ import annotations
 
@@ -23,18 +25,31 @@ class EagerBackend(TorchBackend):
     name: ClassVar[str] = "eager"
     OPTIONS: ClassVar[dict[str, tuple[str, ...]]] = TorchBackend.OPTIONS | {
         "attn_implementation": ("sdpa", "eager"),
-        "pack": ("false", "true"),
+        "pack": ("false", "true", "varlen"),
     }
 
     @property
     def packed(self) -> bool:
-        return self.ctx.option("pack", "false") == "true"
+        return self.ctx.option("pack", "false") != "false"
+
+    @property
+    def varlen(self) -> bool:
+        return self.ctx.option("pack", "false") == "varlen"
 
     def prepare(self, ckpt: Checkpoint, example: Batch) -> dict[str, Any]:
         self.module, precision = self.place(ckpt)
         impl = getattr(ckpt.torch_model().model.config, "_attn_implementation", None)
         info = precision | self.variant_info()
-        if self.packed:
+        if self.varlen:
+            from harness.backends.packing import VarlenModel
+
+            self.module = VarlenModel(self.module).eval()
+            info |= {
+                "pack": True,
+                "packing": "varlen: the batch's real tokens as one stream; attention per "
+                "sentence over jagged nested tensors (SDPA); positions restart per sentence",
+            }
+        elif self.packed:
             from harness.backends.packing import PackedModel
 
             self.module = PackedModel(self.module).eval()
@@ -50,9 +65,10 @@ class EagerBackend(TorchBackend):
             return super().bind(batch)
         from dataclasses import fields, replace
 
-        from harness.backends.packing import pack_batch
+        from harness.backends.packing import pack_batch, varlen_batch
 
-        packed = pack_batch(batch.input_ids, batch.attention_mask)
+        plan = varlen_batch if self.varlen else pack_batch
+        packed: Any = plan(batch.input_ids, batch.attention_mask)
         dev = self.ctx.device
         moved = {f.name: getattr(packed, f.name) for f in fields(packed)}
         moved = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in moved.items()}

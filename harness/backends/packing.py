@@ -10,6 +10,12 @@ sentence is that of the padded model, so the runner's parity check against padde
 it to the float32 tolerance.
 
 The plan is computed from the attention mask when a batch is bound, outside the timed call.
+
+``pack=varlen`` goes further: every sentence of the batch in one token stream, the projections
+and the feed-forward over the stream, and attention per sentence over jagged nested tensors
+(``torch.nested.nested_tensor_from_jagged`` into SDPA: on CUDA its flash / memory-efficient
+variable-length kernels), so no position attends across sentences and no block-diagonal mask
+is built — the packing GPU servers use (:class:`VarlenModel`).
 """
 
 from __future__ import annotations
@@ -18,12 +24,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from harness.backends.fused import FusedQKVModel
 from harness.errors import HarnessError
 
-__all__ = ["PACKABLE_HEADS", "PackedBatch", "PackedModel", "pack_batch", "plan_rows"]
+__all__ = [
+    "PACKABLE_HEADS",
+    "PackedBatch",
+    "PackedModel",
+    "VarlenBatch",
+    "VarlenModel",
+    "pack_batch",
+    "plan_rows",
+    "varlen_batch",
+]
 
 PACKABLE_HEADS = ("encoder", "sequence-classification")
 _PAD_ID, _PAD_POSITION, _FIRST_POSITION = 1, 1, 2  # XLM-R: <pad> = 1, positions start at 2
@@ -113,5 +129,64 @@ class PackedModel(nn.Module):
         if self.head == "encoder":
             return packed.pool.to(flat.dtype) @ flat
         cls = flat[packed.first][:, None, :]  # the classifier reads token 0 of each sentence
+        out: Any = f.hf.classifier(cls)
+        return out  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class VarlenBatch:
+    input_ids: torch.Tensor  # [1, T]: every sentence's tokens, one after another
+    position_ids: torch.Tensor  # [1, T], restarting per sentence
+    offsets: torch.Tensor  # [B + 1]: where each sentence starts in the stream
+    segment: torch.Tensor  # [T]: the sentence of each token
+    lengths: torch.Tensor  # [B]
+    sentences: int
+
+    @property
+    def positions(self) -> int:
+        return int(self.input_ids.numel())
+
+
+def varlen_batch(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> VarlenBatch:
+    """A right-padded ``[B, S]`` batch as one stream of its real tokens."""
+    if input_ids.dim() != 2:
+        raise HarnessError("packing takes [batch, seq] inputs (not multiple choice)")
+    lengths = attention_mask.sum(dim=1).to(torch.long)
+    keep = attention_mask.bool()
+    ids = input_ids[keep][None]
+    positions = torch.cat(
+        [torch.arange(_FIRST_POSITION, _FIRST_POSITION + int(n)) for n in lengths]
+    )
+    offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    segment = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    return VarlenBatch(ids, positions[None], offsets, segment, lengths, len(lengths))
+
+
+class VarlenModel(PackedModel):
+    """Packed as one token stream; attention per sentence through jagged nested tensors."""
+
+    def forward(self, packed: VarlenBatch) -> torch.Tensor:  # type: ignore[override]
+        f = self.fused
+        x = f.embeddings(input_ids=packed.input_ids, position_ids=packed.position_ids)[0]
+        offsets = packed.offsets
+        layer: Any
+        for layer in f.layers:
+            t, h = x.shape
+            # [3, T, heads, d], contiguous: jagged SDPA needs each of q, k, v contiguous.
+            qkv = layer.qkv(x).view(t, 3, layer.heads, h // layer.heads).transpose(0, 1)
+            qkv = qkv.contiguous()
+            q, k, v = (
+                torch.nested.nested_tensor_from_jagged(qkv[i], offsets).transpose(1, 2)
+                for i in range(3)
+            )
+            ctx = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).values()
+            x = layer.attn_norm(layer.attn_out(ctx.reshape(t, h)) + x)
+            x = layer.ffn_norm(layer.ffn_out(layer.act(layer.ffn_in(x))) + x)
+        if self.head == "encoder":
+            sums = torch.zeros(packed.sentences, x.shape[-1], dtype=x.dtype, device=x.device)
+            sums.index_add_(0, packed.segment, x)
+            return sums / packed.lengths[:, None].to(x.dtype)
+        cls = x[offsets[:-1]][:, None, :]  # the classifier reads token 0 of each sentence
         out: Any = f.hf.classifier(cls)
         return out  # type: ignore[no-any-return]
