@@ -83,3 +83,16 @@ def test_perf_counter_timer_syncs_around_call() -> None:
 def test_measure_needs_calls() -> None:
     with pytest.raises(ValueError, match="at least one"):
         measure(FakeTimer([1.0]), [], MeasureSpec())
+
+
+def test_the_collector_is_off_while_calls_are_timed() -> None:
+    import gc
+
+    from harness.measure.timing import PerfCounterTimer, measure
+    from harness.spec.config import MeasureSpec
+
+    seen: list[bool] = []
+    assert gc.isenabled()
+    measure(PerfCounterTimer(), [lambda: seen.append(gc.isenabled())], MeasureSpec(min_iters=3))
+    assert seen and not any(seen)
+    assert gc.isenabled()  # and back on after

@@ -40,6 +40,7 @@ from harness.execution.options import Event, RunOptions
 from harness.execution.prepared import CaseInputs, PreparedGroup, case_inputs, prepare_group
 from harness.execution.recording import build_record
 from harness.execution.runner import default_timer
+from harness.measure.gcpause import paused_gc
 from harness.measure.memory import PeakRSS
 from harness.measure.timing import Samples, Timer
 from harness.records.results import Record, error_record
@@ -154,6 +155,19 @@ def _interleave_case(
     for c, g in zip(cases, groups, strict=True):
         inputs = case_inputs(c, g, opts)
         arms.append(_Arm(c, g, inputs, opts.timer or default_timer(c, g.backend)))
+    with paused_gc():  # as harness run times its calls (harness.measure.gcpause)
+        return _timed_arms(arms, cases, spec, rng, process, shift, emit)
+
+
+def _timed_arms(
+    arms: list[_Arm],
+    cases: list[Case],
+    spec: InterleaveSpec,
+    rng: np.random.Generator,
+    process: int,
+    shift: int,
+    emit: Callable[[Event], None],
+) -> list[Record]:
     n_batches = len(arms[0].inputs.calls)
     first_warmed = rotation(len(arms), shift)
     for i in first_warmed:

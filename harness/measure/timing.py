@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from harness.measure.gcpause import paused_gc
 from harness.spec.config import MeasureSpec
 from harness.stats.summary import median_rel_ci, normalize_by_batch
 
@@ -72,6 +73,11 @@ def measure(timer: Timer, calls: Sequence[Callable[[], object]], spec: MeasureSp
     """
     if not calls:
         raise ValueError("measure needs at least one call")
+    with paused_gc():  # no collection lands inside a timed call (harness.measure.gcpause)
+        return _measure(timer, calls, spec)
+
+
+def _measure(timer: Timer, calls: Sequence[Callable[[], object]], spec: MeasureSpec) -> Samples:
     out = Samples()
     n_warm = max(spec.warmup_iters, len(calls))
     for i in range(n_warm):
