@@ -20,7 +20,7 @@ from harness.execution.plan import plan_sweep
 from harness.inputs.workloads import synthetic_batch
 from harness.records.env import cpu_isa
 from harness.records.results import load_run
-from harness.spec.config import ArchSpec, MeasureSpec, ModelSpec
+from harness.spec.config import HEADS, ArchSpec, MeasureSpec, ModelSpec
 from harness.spec.sweep import SweepSpec
 
 pytest.importorskip("openvino")
@@ -32,11 +32,12 @@ def _spec(head: str) -> ModelSpec:
     return ModelSpec(name=f"ov-{head}", source="random-init", head=head, arch=TINY, num_labels=5)
 
 
-@pytest.mark.parametrize("head", ["encoder", "sequence-classification", "token-classification"])
+@pytest.mark.parametrize("head", HEADS)
 def test_float32_matches_eager_at_an_unseen_shape(head: str, cache_dir: Path) -> None:
     ckpt = load_checkpoint(_spec(head), cache_dir)
-    example = synthetic_batch(2, 16, TINY.vocab, seed=1, pad_rows=True)
-    probe = synthetic_batch(3, 29, TINY.vocab, seed=5, pad_rows=True)
+    choices = ckpt.spec.choices
+    example = synthetic_batch(2, 16, TINY.vocab, choices=choices, seed=1, pad_rows=True)
+    probe = synthetic_batch(3, 29, TINY.vocab, choices=choices, seed=5, pad_rows=True)
     with torch.inference_mode():
         reference = ckpt.model(probe.input_ids, probe.attention_mask).numpy()
     ctx = BackendContext("cpu", "float32", 1, cache_dir, (("precision", "f32"),))
