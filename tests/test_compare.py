@@ -334,8 +334,14 @@ def test_an_interleaved_arm_measures_what_harness_run_measures(
         median(r.samples) for r in run.records if r.model == "xlmr-tiny" and r.status == "ok"
     )
     after = alone(1)
-    reference = (before + after) / 2
-    assert interleaved == pytest.approx(reference, rel=0.2), (interleaved, before, after)
+    # The fault this guards against slows the interleaved arm; a fresh AMD EPYC VM once ran
+    # the alone case 1.55 and 1.86 ms and the interleaved arm 1.24 ms (a tiny model's calls
+    # move with where the process lands), so the check below is one-sided and wide.
+    assert 0.6 * min(before, after) <= interleaved <= 1.2 * max(before, after), (
+        interleaved,
+        before,
+        after,
+    )
     (cmp,) = [c for c in comparisons_of(run, CompareSettings()) if c.candidate == "xlmr-tiny~aa"]
     assert all(a.within_noise for r in cmp.results for a in r.alone)
 

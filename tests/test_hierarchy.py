@@ -286,4 +286,6 @@ def test_a_disturbed_process_is_screened_on_speed_not_effect() -> None:
     assert disturbed({p: math.log(x) for p, x in enumerate(swung)}) == []
     three = {0: 0.0, 1: math.log(2.0), 2: math.log(0.5)}
     assert disturbed(three) == []  # two of three off: a majority
-    assert disturbed({0: 0.0, 1: 0.01, 2: math.log(3.0)}) == [2]
+    # One of three off: left in, since two processes (one degree of freedom) decide nothing.
+    assert disturbed({0: 0.0, 1: 0.01, 2: math.log(3.0)}) == []
+    assert disturbed({0: 0.0, 1: 0.01, 2: 0.02, 3: math.log(3.0)}) == [3]
