@@ -28,7 +28,8 @@ def test_kernel_per_backend_and_precision() -> None:
     )
     assert cpu_peak.peak_precision("openvino", "float32", "bf16") == ("openvino", "bf16")
     assert cpu_peak.peak_precision("openvino", "float32", "f32") == ("openvino", "fp32")
-    assert cpu_peak.peak_precision("openvino-int8", "float32", "int8") is None
+    assert cpu_peak.peak_precision("openvino-int8", "float32", "int8") == ("onnxruntime", "int8")
+    assert cpu_peak.peak_precision("my-backend", "float32") is None
 
 
 @pytest.mark.parametrize(
