@@ -231,10 +231,10 @@ def disturbed(levels: Mapping[int, float], tolerance: float = DISTURBED) -> list
     that a neighbour slowed 2-5x (seen on the shared VM: one of ten processes at 2.8x and
     +126 % on an A/A pair) would otherwise decide a verdict alone. On a quiet machine
     processes differ by a few percent and none is screened. Only a minority is ever left out
-    (at most ``(n - 1) // 2``) and three processes always stay: an estimate over two has one
-    degree of freedom (t = 12.7 at 95 %) and decides nothing, so with three processes nothing
-    is screened (seen: a 1.4x process of three screened left a 1.5x deeper twin
-    "inconclusive"), and the pairing copes alone. When most processes are off the median,
+    (at most ``(n - 1) // 2``, which from four processes up leaves three or more) and with
+    three nothing is screened: an estimate over two has one degree of freedom (t = 12.7 at
+    95 %) and decides nothing (seen: a 1.4x process of three screened left a deeper twin,
+    1.3x, "inconclusive"), and the pairing copes alone. When most processes are off the median,
     the machine's speed swung for all of them (seen: ten processes at 0.6-4x the median while
     other jobs ran), there is no usual speed to screen against, and the pairing itself is what
     copes with it."""
@@ -242,7 +242,7 @@ def disturbed(levels: Mapping[int, float], tolerance: float = DISTURBED) -> list
         return []
     med = float(np.median(list(levels.values())))
     off = sorted(p for p, v in levels.items() if abs(v - med) > math.log1p(tolerance))
-    return off if len(off) <= min((len(levels) - 1) // 2, len(levels) - 3) else []
+    return off if len(off) <= (len(levels) - 1) // 2 else []
 
 
 def process_means(per_process: Mapping[int, np.ndarray]) -> dict[int, float]:
