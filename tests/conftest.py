@@ -79,6 +79,24 @@ def full_corpus() -> Path:
     return Path(os.environ["HARNESS_TATOEBA"])
 
 
+@pytest.fixture(scope="session")
+def deep_x4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """xlmr-tiny with four times its layers (8, not 2): a candidate a test on real timings
+    must find slower. One more layer (+30 % at this size) was once "inconclusive" over three
+    processes on a loaded machine; 4x the work is not hidden by any load."""
+    from harness.spec.config import BUILTIN_MODELS_DIR
+
+    spec = tmp_path_factory.mktemp("x4") / "xlmr-tiny-x4.toml"
+    text = (BUILTIN_MODELS_DIR / "xlmr-tiny-deep.toml").read_text()
+    assert "layers = 3" in text and 'name = "xlmr-tiny-deep"' in text
+    spec.write_text(
+        text.replace("layers = 3", "layers = 8").replace(
+            'name = "xlmr-tiny-deep"', 'name = "xlmr-tiny-x4"'
+        )
+    )
+    return spec
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HARNESS_TATOEBA", raising=False)

@@ -16,7 +16,7 @@ from harness.execution.options import RunOptions
 from harness.records.export import to_github_action_benchmark
 from harness.records.history import add_run, load_series
 from harness.records.results import load_run
-from harness.spec.config import BUILTIN_MODELS_DIR, MeasureSpec
+from harness.spec.config import MeasureSpec
 from harness.spec.sweep import SweepSpec
 from harness.stats.hierarchy import stratified_ratio
 
@@ -311,19 +311,13 @@ def _tiny_suite(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_interleaved_gate_sees_a_deeper_candidate_and_passes_itself(
-    tmp_path: Path, cache_dir: Path
+    tmp_path: Path, cache_dir: Path, deep_x4: Path
 ) -> None:
     """`harness check --candidate`: both checkpoints in the same job, paired per round.
 
     The candidate has four times the layers, so a busy test machine cannot hide the
-    difference (one more layer, +30 % here, was once "inconclusive" over three processes)."""
-    deep = tmp_path / "xlmr-tiny-x4.toml"
-    deep.write_text(
-        (BUILTIN_MODELS_DIR / "xlmr-tiny-deep.toml")
-        .read_text()
-        .replace("layers = 3", "layers = 8")
-        .replace('name = "xlmr-tiny-deep"', 'name = "xlmr-tiny-x4"')
-    )
+    difference."""
+    deep = deep_x4
     common = ["--suite", str(_tiny_suite(tmp_path)), "--cache-dir", str(cache_dir)]
     common += ["--processes", "3", "--rounds", "4", "--threshold", "0.15"]
     out = ["--out", str(tmp_path / "o"), "-q"]

@@ -92,7 +92,7 @@ def test_killed_worker_is_recorded_and_the_sweep_goes_on(tmp_path: Path, cache_d
 @pytest.mark.slow
 def test_group_timeout_kills_a_hung_worker(tmp_path: Path, cache_dir: Path) -> None:
     slow = MeasureSpec(
-        warmup_iters=1, min_iters=5, max_iters=100000, target_rel_ci=1e-9, max_time_s=120
+        warmup_iters=1, min_iters=5, max_iters=100000, target_rel_ci=1e-9, max_time_s=600
     )
     sweep = SweepSpec(
         models=("xlmr-tiny",),
@@ -108,11 +108,13 @@ def test_group_timeout_kills_a_hung_worker(tmp_path: Path, cache_dir: Path) -> N
     path = run_sweep(
         sweep,
         tmp_path,
-        RunOptions(cache_dir=cache_dir, isolate=True, group_timeout_s=15),
+        # Each group's clock starts with its worker: the ONNX Runtime group imports, exports
+        # (cold cache), checks parity and measures inside it, so it gets room on a loaded runner.
+        RunOptions(cache_dir=cache_dir, isolate=True, group_timeout_s=40),
         cases=cases,
     )
     first, second = load_run(path).records
-    assert first.status == "error" and "timed out after 15 s" in first.message
+    assert first.status == "error" and "timed out after 40 s" in first.message
     assert second.status == "ok"
 
 

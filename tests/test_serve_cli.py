@@ -21,7 +21,8 @@ QUICK = [
     "--resolution",
     "0.3",
     "--p99",
-    "40ms",
+    # Loose enough that a loaded CI machine's stalls leave at least one valid Server probe.
+    "200ms",
     "--max-batch",
     "4",
 ]
@@ -81,7 +82,7 @@ def test_serve_bench_writes_one_capacity_record_per_traffic_and_policy(serve_run
         valid = [p for p in s["probes"] if p["valid"]]
         assert any(p["target_qps"] == s["capacity_qps"] for p in valid)
         for p in valid:
-            assert p["early_stopping_met"] and p["latency_s"]["p99"] <= 0.040
+            assert p["early_stopping_met"] and p["latency_s"]["p99"] <= 0.200
             assert p["query_count"] >= 700
         assert s["cost_per_million"] == pytest.approx(0.5 / 3600 / s["capacity_qps"] * 1e6)
         assert r.throughput["capacity_qps"] == s["capacity_qps"]
