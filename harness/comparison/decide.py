@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from harness.comparison.alone import AloneCheck, alone_check
+from harness.comparison.costs import peak_memory, throughput_ratio
 from harness.errors import HarnessError
 from harness.records.results import Record, merge_records
 from harness.records.types import CaseInfo
@@ -452,10 +453,8 @@ def compare_records(
         res.p50_baseline = statistics.median(a.samples)
         res.p50_candidate = statistics.median(b.samples)
         res.n_baseline, res.n_candidate = len(a.samples), len(b.samples)
-        ta, tb = a.throughput.get("sequences_per_s"), b.throughput.get("sequences_per_s")
-        res.throughput_ratio = tb / ta if ta and tb else None
-        res.memory_baseline = a.memory.get("peak_rss_delta_bytes")
-        res.memory_candidate = b.memory.get("peak_rss_delta_bytes")
+        res.throughput_ratio = throughput_ratio(ok_a, ok_b)
+        res.memory_baseline, res.memory_candidate = peak_memory(ok_a), peak_memory(ok_b)
         res.alone = [
             c for arm, recs in ((a.model, ok_a), (b.model, ok_b)) if (c := alone_check(arm, recs))
         ]
