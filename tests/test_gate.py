@@ -317,12 +317,11 @@ def test_interleaved_gate_sees_a_deeper_candidate_and_passes_itself(
 
     The candidate has four times the layers, so a busy test machine cannot hide the
     difference."""
-    deep = deep_x4
     common = ["--suite", str(_tiny_suite(tmp_path)), "--cache-dir", str(cache_dir)]
     common += ["--processes", "3", "--rounds", "4", "--threshold", "0.15"]
     out = ["--out", str(tmp_path / "o"), "-q"]
     report = tmp_path / "deep.json"
-    assert main(["check", "--candidate", str(deep), *common, *out, "--json", str(report)]) == 1
+    assert main(["check", "--candidate", str(deep_x4), *common, *out, "--json", str(report)]) == 1
     data = json.loads(report.read_text())
     assert data["counts"]["slower"] == 1
     assert data["results"][0]["level"].startswith("paired rounds, t over 3 processes")

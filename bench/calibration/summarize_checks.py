@@ -13,7 +13,7 @@ import json
 import re
 import statistics
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 
@@ -45,9 +45,7 @@ def main(out: Path) -> None:
             rows[m[1], str(r["key"]).split("/")[0]].append(r)
     print()
     for (cand, backend), rs in sorted(rows.items()):
-        verdicts = defaultdict(int)
-        for r in rs:
-            verdicts[str(r["verdict"])] += 1
+        verdicts = Counter(str(r["verdict"]) for r in rs)
         ratios = [float(r["ratio"]) for r in rs if r.get("ratio")]  # type: ignore[arg-type]
         mdes = [float(r["mde"]) for r in rs if r.get("mde")]  # type: ignore[arg-type]
         kept = [

@@ -16,20 +16,15 @@ first — by rotation each arm is first in a share of them — and, where no rec
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
 
 from harness.records.results import Record
 
 __all__ = ["peak_memory", "throughput_ratio"]
 
 
-def _inter(rec: Record) -> Mapping[str, object]:
-    inter = rec.workload.get("interleaved")
-    return inter if isinstance(inter, Mapping) else {}
-
-
 def _process(rec: Record) -> tuple[object, object] | None:
-    inter = _inter(rec)
+    """The pairing key: one process of one comparison (decide.py pairs the same way)."""
+    inter = rec.workload.get("interleaved", {})
     return (inter.get("seed"), inter["process"]) if "process" in inter else None
 
 
@@ -54,6 +49,8 @@ def peak_memory(records: list[Record]) -> int | None:
     """Peak RSS above the start, bytes: the median over the processes where this arm was warmed
     first, else over all records (None when no record measured it)."""
     values = [(r, v) for r in records if (v := r.memory.get("peak_rss_delta_bytes")) is not None]
-    first = [int(v) for r, v in values if _inter(r).get("warmup_position") == 0]
+    first = [
+        int(v) for r, v in values if r.workload.get("interleaved", {}).get("warmup_position") == 0
+    ]
     chosen = first or [int(v) for _, v in values]
     return int(statistics.median(chosen)) if chosen else None
